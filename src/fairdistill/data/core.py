@@ -1,0 +1,177 @@
+"""Shared data types: what every dataset loader produces and what every model and method consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+import torch
+from torch.utils.data import Dataset
+
+from fairdistill.registry import Options, Registry
+
+Modality = Literal["image", "text", "tabular"]
+
+#: The encoding key used by datasets whose examples have one tensor encoding (image, tabular).
+DEFAULT_ENCODING = "x"
+
+#: An encoding of a split's inputs: one tensor, or a dict of tensors (e.g. token ids + attention mask),
+#: each with the split's examples along the first dimension.
+Encoding = torch.Tensor | dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model, a method and the metrics need to know about a dataset."""
+
+    name: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    attr_names: tuple[str, ...]
+    group_names: tuple[str, ...]
+    modality: Modality
+    #: Shape of one example of the default encoding, e.g. (3, 28, 28) or (n_features,); None for text.
+    input_shape: tuple[int, ...] | None = None
+    #: Human-readable description of the attribute (e.g. "sex", "colour").
+    attr_label: str = "attr"
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_names)
+
+    @property
+    def num_attrs(self) -> int:
+        return len(self.attr_names)
+
+
+def label_attr_groups(
+    class_names: tuple[str, ...], attr_names: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Group names for the (label, attribute) grouping; group index = y * num_attrs + attr."""
+    return tuple(f"{c}|{a}" for c in class_names for a in attr_names)
+
+
+def label_attr_group_index(y: torch.Tensor, attr: torch.Tensor, num_attrs: int) -> torch.Tensor:
+    """Group index of each example under the (label, attribute) grouping."""
+    return y.long() * num_attrs + attr.long()
+
+
+@dataclass
+class SplitDataset(Dataset):
+    """One split: per-example labels, attributes and groups, plus one or more encodings of the inputs.
+
+    Several encodings of the same examples let the teacher and the student each read their own
+    (e.g. two tokenizers); a model reads the encoding named by its ``input_key``.
+    """
+
+    encodings: dict[str, Encoding]
+    y: torch.Tensor
+    attr: torch.Tensor
+    group: torch.Tensor
+    name: str = "train"
+
+    def __post_init__(self) -> None:
+        n = len(self.y)
+        for tensor_name, tensor in (("attr", self.attr), ("group", self.group)):
+            if len(tensor) != n:
+                raise ValueError(f"split {self.name}: {tensor_name} has {len(tensor)} rows, y has {n}")
+        for key, enc in self.encodings.items():
+            for part in _encoding_parts(enc):
+                if len(part) != n:
+                    raise ValueError(f"split {self.name}: encoding {key!r} has {len(part)} rows, y has {n}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict:
+        inputs = {key: _take(enc, i) for key, enc in self.encodings.items()}
+        return {"inputs": inputs, "y": self.y[i], "attr": self.attr[i], "group": self.group[i], "index": i}
+
+    def add_encoding(self, key: str, encoding: Encoding) -> None:
+        """Register another encoding of the same examples (same order)."""
+        for part in _encoding_parts(encoding):
+            if len(part) != len(self):
+                raise ValueError(f"split {self.name}: encoding {key!r} has {len(part)} rows, expected {len(self)}")
+        self.encodings[key] = encoding
+
+
+def _encoding_parts(enc: Encoding) -> list[torch.Tensor]:
+    return list(enc.values()) if isinstance(enc, Mapping) else [enc]
+
+
+def _take(enc: Encoding, i: int) -> Encoding:
+    if isinstance(enc, Mapping):
+        return {k: v[i] for k, v in enc.items()}
+    return enc[i]
+
+
+@dataclass
+class Batch:
+    """A collated mini-batch; ``index`` is each example's position in its split (used by caches and weights)."""
+
+    inputs: dict[str, Encoding]
+    y: torch.Tensor
+    attr: torch.Tensor
+    group: torch.Tensor
+    index: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "Batch":
+        def move(enc: Encoding) -> Encoding:
+            if isinstance(enc, Mapping):
+                return {k: v.to(device) for k, v in enc.items()}
+            return enc.to(device)
+
+        return Batch(
+            inputs={k: move(v) for k, v in self.inputs.items()},
+            y=self.y.to(device),
+            attr=self.attr.to(device),
+            group=self.group.to(device),
+            index=self.index.to(device),
+        )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def collate(examples: list[dict]) -> Batch:
+    """Stack a list of ``SplitDataset`` items into a ``Batch``."""
+    first = examples[0]["inputs"]
+    inputs: dict[str, Encoding] = {}
+    for key, value in first.items():
+        if isinstance(value, Mapping):
+            inputs[key] = {k: torch.stack([ex["inputs"][key][k] for ex in examples]) for k in value}
+        else:
+            inputs[key] = torch.stack([ex["inputs"][key] for ex in examples])
+    return Batch(
+        inputs=inputs,
+        y=torch.stack([torch.as_tensor(ex["y"]) for ex in examples]).long(),
+        attr=torch.stack([torch.as_tensor(ex["attr"]) for ex in examples]).long(),
+        group=torch.stack([torch.as_tensor(ex["group"]) for ex in examples]).long(),
+        index=torch.tensor([ex["index"] for ex in examples], dtype=torch.long),
+    )
+
+
+@dataclass
+class Splits:
+    """The train/val/test splits of a dataset and its description."""
+
+    train: SplitDataset
+    val: SplitDataset
+    test: SplitDataset
+    info: DatasetInfo
+    #: Free-form provenance (source files, seeds, counts) written into metrics.json.
+    provenance: dict = field(default_factory=dict)
+
+    def items(self) -> list[tuple[str, SplitDataset]]:
+        return [("train", self.train), ("val", self.val), ("test", self.test)]
+
+
+class DatasetOptions(Options):
+    """Options every dataset accepts; a dataset's own options subclass this."""
+
+    #: Seed of the train/val/test split (independent of the training seeds, so seeds vary models, not data).
+    split_seed: int = 0
+
+
+#: Dataset loaders: ``loader(options) -> Splits``, registered with their options model.
+DATASETS: Registry = Registry("dataset")

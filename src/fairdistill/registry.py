@@ -1,0 +1,94 @@
+"""One small registry class used for every extension point (datasets, models, losses, ...).
+
+An entry is registered under a name together with an optional pydantic model of its options, so a config
+entry such as ``{name: adult, protected: race}`` can be validated with errors that name the field path.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Mapping, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fairdistill.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Options(BaseModel):
+    """Base class of every entry's options: unknown keys are errors, values are validated strictly by type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    target: T
+    options: type[Options]
+    summary: str
+
+
+class Registry(Generic[T]):
+    """Maps names to registered objects (classes or factories) and their options models."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, *, options: type[Options] = Options) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("name", options=MyOptions)``."""
+
+        def decorate(target: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            doc = (getattr(target, "__doc__", None) or "").strip().splitlines()
+            self._entries[name] = Entry(name, target, options, doc[0] if doc else "")
+            return target
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str, *, where: str | None = None) -> Entry[T]:
+        """The entry called ``name``; an unknown name raises a ConfigError listing the valid names."""
+        if name in self._entries:
+            return self._entries[name]
+        place = f"{where}: " if where else ""
+        close = difflib.get_close_matches(str(name), self.names(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{place}unknown {self.kind} {name!r}.{hint} Valid {self.kind} names: {', '.join(self.names())}")
+
+    def options(self, name: str, raw: Mapping[str, Any], *, where: str) -> Options:
+        """Validate ``raw`` (without its ``name``/``kind`` key) against the entry's options model."""
+        entry = self.get(name, where=where)
+        return validate_options(entry.options, raw, where=where)
+
+
+def validate_options(model: type[Options], raw: Mapping[str, Any], *, where: str) -> Options:
+    """Build ``model`` from ``raw``; a validation failure becomes one ConfigError naming each bad field path."""
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where)) from None
+
+
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    """Render pydantic errors as ``path.to.field: message (got value)`` lines."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join([where, *(str(p) for p in err["loc"])]) if where else ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown field")
+        elif err["type"] == "missing":
+            lines.append(f"{path}: required field is missing")
+        else:
+            got = err.get("input")
+            lines.append(f"{path}: {err['msg']} (got {got!r})")
+    return "invalid config:\n  " + "\n  ".join(lines)
