@@ -29,6 +29,8 @@ class Entry(Generic[T]):
     target: T
     options: type[Options]
     summary: str
+    #: Free-form facts about the entry (e.g. a dataset's modality), used for planning and listing.
+    meta: dict[str, Any]
 
 
 class Registry(Generic[T]):
@@ -38,14 +40,14 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, *, options: type[Options] = Options) -> Callable[[T], T]:
-        """Decorator: ``@REGISTRY.register("name", options=MyOptions)``."""
+    def register(self, name: str, *, options: type[Options] = Options, **meta: Any) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("name", options=MyOptions, **facts)``."""
 
         def decorate(target: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             doc = (getattr(target, "__doc__", None) or "").strip().splitlines()
-            self._entries[name] = Entry(name, target, options, doc[0] if doc else "")
+            self._entries[name] = Entry(name, target, options, doc[0] if doc else "", dict(meta))
             return target
 
         return decorate

@@ -1,0 +1,368 @@
+"""The run: data → teacher → teacher cache → one student per method → evaluate → run directory → table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+import fairdistill
+from fairdistill.atomic_io import atomic_path, write_json, write_text
+from fairdistill.config import MethodConfig, RunConfig, TrainConfig, config_to_yaml
+from fairdistill.data import DATASETS, Splits, load_dataset
+from fairdistill.distill import LOSSES, Method, MethodContext, build_method, resolve_loss
+from fairdistill.distill.method import reject_unavailable_parts
+from fairdistill.errors import ConfigError, FairdistillError
+from fairdistill.evaluate.metrics import compute_metrics
+from fairdistill.evaluate.predict import Predictions, predict
+from fairdistill.models import MODELS, TappedModel, build_model, count_parameters, default_model_spec
+from fairdistill.registry import Options
+from fairdistill.report.markdown import render_markdown
+from fairdistill.train.cache import TeacherCache, default_cache_dir, load_or_compute
+from fairdistill.train.engine import FitResult, fit, make_accelerator
+
+log = logging.getLogger("fairdistill")
+
+METRICS_SCHEMA_VERSION = 1
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RolePlan:
+    """The teacher or the student architecture with its training settings."""
+
+    role: str
+    spec: dict[str, Any]
+    train: TrainConfig
+    checkpoint: Path | None = None
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    config: MethodConfig
+    loss_kind: str
+    loss_options: Options
+    train: TrainConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated run: every name resolved against its registry, every option checked."""
+
+    config: RunConfig
+    data_options: Options
+    modality: str
+    teacher: RolePlan
+    student: RolePlan
+    methods: list[MethodPlan]
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(LOSSES.get(m.loss_kind).target.requires_teacher for m in self.methods)
+
+    def describe(self) -> str:
+        cfg = self.config
+        data = {k: v for k, v in self.data_options.model_dump().items() if v is not None}
+        teacher_source = f"load {self.teacher.checkpoint}" if self.teacher.checkpoint else (
+            f"train {self.teacher.train.epochs} epochs, lr {self.teacher.train.lr}, batch {self.teacher.train.batch_size}"
+        )
+        lines = [
+            f"run {cfg.name!r}, seed {cfg.seed}, output {Path(cfg.output).resolve()}",
+            f"data: {cfg.data.name} ({self.modality}) {data}",
+            f"teacher: {_spec_text(self.teacher.spec)} — {teacher_source}",
+            f"student: {_spec_text(self.student.spec)}",
+            f"select: {cfg.select}",
+            "methods:",
+        ]
+        for m in self.methods:
+            opts = m.loss_options.model_dump()
+            lines.append(
+                f"  - {m.name}: loss {m.loss_kind} {opts or ''} — {m.train.epochs} epochs, lr {m.train.lr}, "
+                f"batch {m.train.batch_size}"
+            )
+        return "\n".join(lines)
+
+
+def _spec_text(spec: dict[str, Any]) -> str:
+    extra = {k: v for k, v in spec.items() if k != "name"}
+    return f"{spec['name']} {extra}" if extra else spec["name"]
+
+
+def make_plan(config: RunConfig) -> Plan:
+    """Resolve and validate every registered name and option of a config, without loading data."""
+    entry = DATASETS.get(config.data.name, where="data.name")
+    data_options = DATASETS.options(config.data.name, config.data.options(), where="data")
+    modality = entry.meta.get("modality", "tabular")
+    roles = {}
+    for role in ("teacher", "student"):
+        role_config = getattr(config, role)
+        spec = role_config.model.model_dump() if role_config.model is not None else default_model_spec(modality, role)
+        spec = {"name": spec.pop("name"), **spec}
+        MODELS.options(spec["name"], {k: v for k, v in spec.items() if k != "name"}, where=f"{role}.model")
+        checkpoint = None
+        if role_config.checkpoint is not None:
+            if role == "student":
+                raise ConfigError("student.checkpoint: students are always trained; remove this field")
+            checkpoint = Path(role_config.checkpoint).expanduser().resolve()
+            if not checkpoint.is_file():
+                raise ConfigError(f"teacher.checkpoint: file not found: {checkpoint}")
+        roles[role] = RolePlan(role, spec, role_config.train, checkpoint)
+    methods = []
+    for i, method in enumerate(config.methods):
+        where = f"methods.{i}({method.name})"
+        reject_unavailable_parts(method, where)
+        kind, options = resolve_loss(method, where)
+        methods.append(MethodPlan(method, kind, options, method.train or config.student.train))
+    return Plan(config, data_options, modality, roles["teacher"], roles["student"], methods)
+
+
+def load_plan_data(plan: Plan) -> Splits:
+    return load_dataset(plan.config.data.name, plan.config.data.options())
+
+
+def dry_run(config: RunConfig) -> str:
+    """Validate everything that can be checked offline (data files, models, taps, methods); return the plan."""
+    plan = make_plan(config)
+    splits = load_plan_data(plan)
+    context = MethodContext(info=splits.info, num_train=len(splits.train))
+    build_model(plan.teacher.spec, splits.info, where="teacher.model")
+    build_model(plan.student.spec, splits.info, where="student.model")
+    for i, method in enumerate(plan.methods):
+        build_method(method.config, context, where=f"methods.{i}({method.name})")
+    counts = ", ".join(f"{name} {len(split):,}" for name, split in splits.items())
+    return plan.describe() + f"\ndata loaded: {counts} examples; {splits.info.num_classes} classes, " \
+        f"{splits.info.num_groups} groups\nconfig OK (dry run: nothing trained)"
+
+
+@dataclass
+class ModelRecord:
+    """One trained or loaded model and what the run measured about it."""
+
+    name: str
+    role: str
+    method: str
+    model: TappedModel
+    fit: FitResult | None = None
+    seconds: float = 0.0
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def run(config: RunConfig, output: str | Path | None = None) -> RunResult:
+    """Execute a whole run and write its directory; returns the directory and the metrics.json content."""
+    plan = make_plan(config)
+    run_dir = _new_run_dir(Path(output if output is not None else config.output), config.name)
+    write_text(run_dir / "config.yaml", config_to_yaml(config))
+    with _log_to(run_dir / "log.txt"):
+        log.info("fairdistill %s, torch %s, run dir %s", fairdistill.__version__, torch.__version__, run_dir)
+        log.info("plan:\n%s", plan.describe())
+        metrics = _execute(plan, run_dir)
+    return RunResult(run_dir, metrics)
+
+
+def _new_run_dir(parent: Path, name: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ["", *(f"-{k}" for k in range(1, 100))]:
+            candidate = parent / f"{name}-{stamp}{suffix}"
+            try:
+                candidate.mkdir()
+                return candidate.resolve()
+            except FileExistsError:
+                continue
+    except PermissionError:
+        raise FairdistillError(f"output directory {parent.resolve()} is not writable") from None
+    raise FairdistillError(f"could not create a run directory under {parent.resolve()}")
+
+
+@contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("fairdistill")
+    previous_level = root.level
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+        handler.close()
+
+
+def _execute(plan: Plan, run_dir: Path) -> dict[str, Any]:
+    config = plan.config
+    started = time.time()
+    accelerator = make_accelerator(config.device)
+    splits = load_plan_data(plan)
+    info = splits.info
+    log.info("data: %s", {name: len(split) for name, split in splits.items()})
+
+    def validate(model: TappedModel) -> dict[str, float]:
+        m = _metrics(model, splits, "val", accelerator, plan.student.train.eval_batch_size)
+        return {"val_acc": m["accuracy"], "val_worst_group_acc": m["worst_group_accuracy"]}
+
+    records: list[ModelRecord] = [_teacher(plan, splits, accelerator, validate, run_dir)]
+    teacher_cache = None
+    if plan.needs_teacher:
+        teacher_cache = load_or_compute(
+            records[0].model, splits.train, _dataset_description(plan), _cache_dir(config),
+            plan.teacher.train.eval_batch_size, accelerator.device,
+        )
+    context = MethodContext(info=info, num_train=len(splits.train))
+    for i, method_plan in enumerate(plan.methods):
+        set_seed(config.seed)
+        student = build_model(plan.student.spec, info, where="student.model")
+        method = build_method(method_plan.config, context, where=f"methods.{i}({method_plan.name})")
+        result = fit(
+            student, method, splits.train, method_plan.train, accelerator=accelerator, seed=config.seed,
+            teacher_cache=teacher_cache if method.requires_teacher else None, validate=validate,
+            select=config.select, desc=method_plan.name,
+        )
+        _save_checkpoint(run_dir / "checkpoints" / f"{method_plan.name}.pt", student, plan.student.spec, info.num_classes)
+        records.append(ModelRecord(method_plan.name, "student", method_plan.loss_kind, student, result, result.seconds))
+
+    for record in records:
+        for split_name in ("val", "test"):
+            predictions = predict(record.model, getattr(splits, split_name), plan.student.train.eval_batch_size,
+                                  accelerator.device)
+            _write_predictions(run_dir / "predictions" / f"{record.name}-{split_name}.parquet", predictions)
+            record.metrics[split_name] = compute_metrics(
+                predictions.y, predictions.probs, predictions.attr, predictions.group, info
+            )
+    metrics = _metrics_document(plan, splits, records, started, accelerator)
+    write_json(run_dir / "metrics.json", metrics)
+    write_text(run_dir / "report.md", render_markdown(metrics))
+    log.info("run finished in %.1f s", time.time() - started)
+    return metrics
+
+
+def _teacher(plan: Plan, splits: Splits, accelerator: Accelerator, validate, run_dir: Path) -> ModelRecord:
+    info = splits.info
+    set_seed(plan.config.seed)
+    teacher = build_model(plan.teacher.spec, info, where="teacher.model")
+    if plan.teacher.checkpoint is not None:
+        load_checkpoint(plan.teacher.checkpoint, teacher, info.num_classes)
+        teacher.to(accelerator.device).eval()
+        log.info("teacher loaded from %s", plan.teacher.checkpoint)
+        return ModelRecord("teacher", "teacher", "checkpoint", teacher)
+    erm = Method("teacher", LOSSES.get("erm").target(Options(), MethodContext(info, len(splits.train))))
+    result = fit(teacher, erm, splits.train, plan.teacher.train, accelerator=accelerator, seed=plan.config.seed,
+                 validate=validate, select=plan.config.select, desc="teacher")
+    _save_checkpoint(run_dir / "checkpoints" / "teacher.pt", teacher, plan.teacher.spec, info.num_classes)
+    return ModelRecord("teacher", "teacher", "erm", teacher, result, result.seconds)
+
+
+def _metrics(model: TappedModel, splits: Splits, split: str, accelerator: Accelerator, batch_size: int) -> dict:
+    p: Predictions = predict(model, getattr(splits, split), batch_size, accelerator.device)
+    return compute_metrics(p.y, p.probs, p.attr, p.group, splits.info)
+
+
+def _save_checkpoint(path: Path, model: TappedModel, spec: dict[str, Any], num_classes: int) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": CHECKPOINT_FORMAT, "model": spec, "num_classes": num_classes, "state_dict": state}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path, model: TappedModel, num_classes: int) -> None:
+    """Load weights saved by a run into ``model`` (``weights_only=True``: no code runs from the file)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise FairdistillError(f"teacher.checkpoint {path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise FairdistillError(f"teacher.checkpoint {path}: expected a fairdistill checkpoint with a state_dict")
+    saved_classes = payload.get("num_classes")
+    if saved_classes != num_classes:
+        raise FairdistillError(
+            f"teacher.checkpoint {path}: the teacher predicts {saved_classes} classes but the data has {num_classes}"
+        )
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise FairdistillError(
+            f"teacher.checkpoint {path}: weights do not fit teacher.model {payload.get('model')} ({first})"
+        ) from None
+
+
+def _write_predictions(path: Path, predictions: Predictions) -> None:
+    with atomic_path(path) as tmp:
+        predictions.to_frame().to_parquet(tmp, index=False)
+
+
+def _dataset_description(plan: Plan) -> dict[str, Any]:
+    return {"name": plan.config.data.name, "options": plan.data_options.model_dump(mode="json")}
+
+
+def _cache_dir(config: RunConfig) -> Path:
+    return Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+
+
+def _metrics_document(
+    plan: Plan, splits: Splits, records: list[ModelRecord], started: float, accelerator: Accelerator
+) -> dict[str, Any]:
+    info = splits.info
+    config = plan.config
+    models = {}
+    for record in records:
+        entry: dict[str, Any] = {
+            "role": record.role,
+            "method": record.method,
+            "model": plan.teacher.spec if record.role == "teacher" else plan.student.spec,
+            "params": count_parameters(record.model),
+            "train_seconds": round(record.seconds, 3),
+        }
+        if record.fit is not None:
+            entry["selected_epoch"] = record.fit.best_epoch
+            entry["history"] = record.fit.history
+        entry["splits"] = record.metrics
+        models[record.name] = entry
+    return {
+        "schema_version": METRICS_SCHEMA_VERSION,
+        "dataset": {
+            "name": info.name,
+            "options": plan.data_options.model_dump(mode="json"),
+            "modality": info.modality,
+            "num_classes": info.num_classes,
+            "class_names": list(info.class_names),
+            "attr_label": info.attr_label,
+            "attr_names": list(info.attr_names),
+            "group_names": list(info.group_names),
+            "counts": {name: len(split) for name, split in splits.items()},
+            "provenance": splits.provenance,
+        },
+        "run": {
+            "name": config.name,
+            "seed": config.seed,
+            "select": config.select,
+            "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+            "seconds": round(time.time() - started, 3),
+            "fairdistill": fairdistill.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": str(accelerator.device),
+        },
+        "models": models,
+    }

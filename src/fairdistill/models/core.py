@@ -1,0 +1,115 @@
+"""Model wrapper exposing intermediate features ("taps") through forward hooks, without rewriting the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from fairdistill.data.core import DEFAULT_ENCODING, DatasetInfo, Encoding
+from fairdistill.errors import ConfigError
+from fairdistill.registry import Options, Registry
+
+
+@dataclass
+class ModelOutput:
+    """Logits plus the tapped features and the embedding (penultimate features) of one forward pass."""
+
+    logits: torch.Tensor
+    taps: dict[str, torch.Tensor] = field(default_factory=dict)
+    embedding: torch.Tensor | None = None
+
+
+class TappedModel(nn.Module):
+    """Wraps any ``nn.Module`` returning logits; taps and the embedding are read by hooks on named submodules.
+
+    ``taps`` maps a tap name (``block1``) to a submodule path (``features.0``); ``embedding`` is the path of
+    the module whose output is the embedding. ``input_key`` names the encoding of a ``Batch`` this model reads,
+    so a teacher and a student can each read their own encoding of the same examples.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        taps: Mapping[str, str] | None = None,
+        embedding: str | None = None,
+        input_key: str = DEFAULT_ENCODING,
+        logits_of: Callable[[Any], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self.tap_paths = dict(taps or {})
+        self.embedding_path = embedding
+        self.input_key = input_key
+        self._logits_of = logits_of
+        self._captured: dict[str, torch.Tensor] = {}
+        submodules = dict(module.named_modules())
+        for tap, path in [*self.tap_paths.items(), *([("__embedding__", embedding)] if embedding else [])]:
+            if path not in submodules:
+                raise ConfigError(f"tap {tap!r}: the model has no submodule {path!r}")
+            submodules[path].register_forward_hook(self._capture(tap))
+
+    def _capture(self, name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            self._captured[name] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+    @property
+    def tap_names(self) -> list[str]:
+        return list(self.tap_paths)
+
+    def forward(self, inputs: Mapping[str, Encoding]) -> ModelOutput:
+        if self.input_key not in inputs:
+            raise KeyError(f"batch has no encoding {self.input_key!r} (has: {', '.join(inputs)})")
+        x = inputs[self.input_key]
+        self._captured = {}
+        raw = self.module(**x) if isinstance(x, Mapping) else self.module(x)
+        logits = self._logits_of(raw) if self._logits_of is not None else raw
+        captured, self._captured = self._captured, {}
+        taps = {name: captured[name] for name in self.tap_paths if name in captured}
+        return ModelOutput(logits=logits, taps=taps, embedding=_flatten(captured.get("__embedding__")))
+
+
+def _flatten(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.flatten(1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+#: Model builders: ``builder(options, info) -> TappedModel``.
+MODELS: Registry = Registry("model")
+
+#: The architecture used when a config omits ``teacher.model`` / ``student.model``, per modality and role.
+MODALITY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "tabular": {"teacher": {"name": "mlp", "hidden": [256, 256]}, "student": {"name": "mlp", "hidden": [16]}},
+    "image": {"teacher": {"name": "cnn", "width": 32}, "student": {"name": "cnn", "width": 4}},
+}
+
+
+def default_model_spec(modality: str, role: str) -> dict[str, Any]:
+    """The default model spec for a modality and role ("teacher" or "student")."""
+    if modality not in MODALITY_DEFAULTS:
+        raise ConfigError(
+            f"{role}.model: no default model for {modality} data; set {role}.model.name "
+            f"(models: {', '.join(MODELS.names())})"
+        )
+    return dict(MODALITY_DEFAULTS[modality][role])
+
+
+def build_model(spec: Mapping[str, Any], info: DatasetInfo, *, where: str) -> TappedModel:
+    """Build the model named in ``spec`` (``{name: ..., **options}``) for a dataset."""
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}.name: required field is missing (models: {', '.join(MODELS.names())})")
+    options = MODELS.options(name, spec, where=where)
+    return MODELS.get(name).target(options, info)
+
+
+class ModelOptions(Options):
+    """Options every model accepts."""
