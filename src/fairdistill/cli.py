@@ -26,14 +26,14 @@ def run(
     """Train (or load) the teacher, distil one student per method, evaluate all, write the run directory."""
     from fairdistill import experiment
     from fairdistill.config import load_config
-    from fairdistill.report.tables import comparison_table, to_rich
+    from fairdistill.report.tables import TERMINAL_COLUMNS, comparison_table, to_rich
 
     cfg = load_config(config, set_)
     if dry_run:
         console.print(experiment.dry_run(cfg), highlight=False)
         return
     result = experiment.run(cfg, output)
-    console.print(to_rich(comparison_table(result.metrics, "test"), title=f"{cfg.name}: test split"))
+    console.print(to_rich(comparison_table(result.metrics, "test", TERMINAL_COLUMNS), title=f"{cfg.name}: test split"))
     console.print(f"report: {result.run_dir / 'report.md'}", highlight=False)
     console.print(f"run directory: {result.run_dir}", highlight=False)
 

@@ -20,21 +20,32 @@ COMPARISON_COLUMNS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
+#: The compact set printed in the terminal at the end of a run.
+TERMINAL_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("accuracy", "accuracy", True),
+    ("worst-group acc", "worst_group_accuracy", True),
+    ("MAD", "recall_disparity_mad", False),
+    ("EO diff", "eo_difference", False),
+)
+
+
 @dataclass(frozen=True)
 class ComparisonTable:
     headers: list[str]
     rows: list[list[str]]
 
 
-def comparison_table(metrics: dict[str, Any], split: str = "test") -> ComparisonTable:
-    """Model, role, method, parameters, then the split's headline metrics for every model."""
-    headers = ["model", "role", "method", "params", *(title for title, _, _ in COMPARISON_COLUMNS)]
+def comparison_table(
+    metrics: dict[str, Any], split: str = "test", columns: tuple[tuple[str, str, bool], ...] = COMPARISON_COLUMNS
+) -> ComparisonTable:
+    """Model, role, method, parameters, then the split's chosen metrics for every model."""
+    headers = ["model", "role", "method", "params", *(title for title, _, _ in columns)]
     rows = []
     for name, model in metrics["models"].items():
         values = model["splits"].get(split, {})
         rows.append(
             [name, model["role"], model["method"], f"{model['params']:,}",
-             *(_fmt(values.get(key)) for _, key, _ in COMPARISON_COLUMNS)]
+             *(_fmt(values.get(key)) for _, key, _ in columns)]
         )
     return ComparisonTable(headers, rows)
 
