@@ -29,10 +29,12 @@ def run(
     from fairdistill.report.tables import TERMINAL_COLUMNS, comparison_table, to_rich
 
     cfg = load_config(config, set_)
+    if output is not None:
+        cfg = cfg.model_copy(update={"output": str(output)})
     if dry_run:
         console.print(experiment.dry_run(cfg), highlight=False)
         return
-    result = experiment.run(cfg, output)
+    result = experiment.run(cfg)
     console.print(to_rich(comparison_table(result.metrics, "test", TERMINAL_COLUMNS), title=f"{cfg.name}: test split"))
     console.print(f"report: {result.run_dir / 'report.md'}", highlight=False)
     console.print(f"run directory: {result.run_dir}", highlight=False)

@@ -166,10 +166,10 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def run(config: RunConfig, output: str | Path | None = None) -> RunResult:
-    """Execute a whole run and write its directory; returns the directory and the metrics.json content."""
+def run(config: RunConfig) -> RunResult:
+    """Execute a whole run and write its directory under ``config.output``; returns it with the metrics."""
     plan = make_plan(config)
-    run_dir = _new_run_dir(Path(output if output is not None else config.output), config.name)
+    run_dir = _new_run_dir(Path(config.output), config.name)
     write_text(run_dir / "config.yaml", config_to_yaml(config))
     with _log_to(run_dir / "log.txt"):
         log.info("fairdistill %s, torch %s, run dir %s", fairdistill.__version__, torch.__version__, run_dir)

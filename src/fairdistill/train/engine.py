@@ -82,7 +82,7 @@ def fit(
         model.train()
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True,
-                   disable=not accelerator.is_local_main_process)
+                   disable=None if accelerator.is_local_main_process else True)
         for batch in bar:
             student_out = model(batch.inputs)
             teacher_out = teacher_cache.lookup(batch.index, accelerator.device) if teacher_cache is not None else None
