@@ -18,7 +18,7 @@ from accelerate.utils import set_seed
 import fairdistill
 from fairdistill.atomic_io import atomic_path, write_json, write_text
 from fairdistill.config import MethodConfig, RunConfig, TrainConfig, config_to_yaml
-from fairdistill.data import DATASETS, Splits, load_dataset
+from fairdistill.data import DATASETS, Splits, collate, load_dataset
 from fairdistill.distill import LOSSES, Method, MethodContext, build_method, resolve_loss
 from fairdistill.distill.method import reject_unavailable_parts
 from fairdistill.errors import ConfigError, FairdistillError
@@ -27,7 +27,8 @@ from fairdistill.evaluate.predict import Predictions, predict
 from fairdistill.models import MODELS, TappedModel, build_model, count_parameters, default_model_spec
 from fairdistill.registry import Options
 from fairdistill.report.markdown import render_markdown
-from fairdistill.train.cache import TeacherCache, default_cache_dir, load_or_compute
+from fairdistill.distill import TeacherOutputs
+from fairdistill.train.cache import compute_teacher_outputs, default_cache_dir, load_or_compute
 from fairdistill.train.engine import FitResult, fit, make_accelerator
 
 log = logging.getLogger("fairdistill")
@@ -137,14 +138,28 @@ def dry_run(config: RunConfig) -> str:
     """Validate everything that can be checked offline (data files, models, taps, methods); return the plan."""
     plan = make_plan(config)
     splits = load_plan_data(plan)
-    context = MethodContext(info=splits.info, num_train=len(splits.train))
-    build_model(plan.teacher.spec, splits.info, where="teacher.model")
-    build_model(plan.student.spec, splits.info, where="student.model")
+    teacher = build_model(plan.teacher.spec, splits.info, where="teacher.model")
+    student = build_model(plan.student.spec, splits.info, where="student.model")
+    context = MethodContext(
+        info=splits.info, train=splits.train, val=splits.val,
+        student_embedding_dim=embedding_dim(student, splits.train),
+        teacher_embedding_dim=embedding_dim(teacher, splits.train),
+    )
     for i, method in enumerate(plan.methods):
         build_method(method.config, context, where=f"methods.{i}({method.name})")
     counts = ", ".join(f"{name} {len(split):,}" for name, split in splits.items())
     return plan.describe() + f"\ndata loaded: {counts} examples; {splits.info.num_classes} classes, " \
         f"{splits.info.num_groups} groups\nconfig OK (dry run: nothing trained)"
+
+
+@torch.no_grad()
+def embedding_dim(model: TappedModel, split) -> int | None:
+    """Width of a model's embedding, read from one forward pass on the split's first example."""
+    was_training = model.training
+    model.eval()
+    out = model(collate([split[0]]).inputs)
+    model.train(was_training)
+    return None if out.embedding is None else int(out.embedding.shape[1])
 
 
 @dataclass
@@ -223,16 +238,24 @@ def _execute(plan: Plan, run_dir: Path) -> dict[str, Any]:
         return {"val_acc": m["accuracy"], "val_worst_group_acc": m["worst_group_accuracy"]}
 
     records: list[ModelRecord] = [_teacher(plan, splits, accelerator, validate, run_dir)]
-    teacher_cache = None
+    teacher_cache = teacher_val = None
     if plan.needs_teacher:
         teacher_cache = load_or_compute(
             records[0].model, splits.train, _dataset_description(plan), _cache_dir(config),
             plan.teacher.train.eval_batch_size, accelerator.device,
         )
-    context = MethodContext(info=info, num_train=len(splits.train))
+        teacher_val = TeacherOutputs(*compute_teacher_outputs(
+            records[0].model, splits.val, plan.teacher.train.eval_batch_size, accelerator.device))
     for i, method_plan in enumerate(plan.methods):
         set_seed(config.seed)
         student = build_model(plan.student.spec, info, where="student.model")
+        context = MethodContext(
+            info=info, train=splits.train, val=splits.val, teacher_train=teacher_cache, teacher_val=teacher_val,
+            num_epochs=method_plan.train.epochs, seed=config.seed,
+            student_embedding_dim=embedding_dim(student, splits.train),
+            teacher_embedding_dim=None if teacher_cache is None or teacher_cache.embedding is None
+            else int(teacher_cache.embedding.shape[1]),
+        )
         method = build_method(method_plan.config, context, where=f"methods.{i}({method_plan.name})")
         result = fit(
             student, method, splits.train, method_plan.train, accelerator=accelerator, seed=config.seed,
@@ -266,7 +289,7 @@ def _teacher(plan: Plan, splits: Splits, accelerator: Accelerator, validate, run
         teacher.to(accelerator.device).eval()
         log.info("teacher loaded from %s", plan.teacher.checkpoint)
         return ModelRecord("teacher", "teacher", "checkpoint", teacher)
-    erm = Method("teacher", LOSSES.get("erm").target(Options(), MethodContext(info, len(splits.train))))
+    erm = Method("teacher", LOSSES.get("erm").target(Options(), MethodContext(info, splits.train)))
     result = fit(teacher, erm, splits.train, plan.teacher.train, accelerator=accelerator, seed=plan.config.seed,
                  validate=validate, select=plan.config.select, desc="teacher")
     _save_checkpoint(run_dir / "checkpoints" / "teacher.pt", teacher, plan.teacher.spec, info.num_classes)

@@ -7,14 +7,15 @@ import math
 import pytest
 import torch
 
-from fairdistill.data.core import Batch, DatasetInfo
+from fairdistill.data.core import Batch, DatasetInfo, SplitDataset
 from fairdistill.distill import LOSSES, MethodContext, TrainState
 from fairdistill.distill.losses import KDOptions
 from fairdistill.models.core import ModelOutput
 from fairdistill.registry import Options
 
 INFO = DatasetInfo("toy", 3, ("a", "b", "c"), ("0", "1"), ("g",), "tabular", (2,))
-CONTEXT = MethodContext(INFO, 4)
+_Z = torch.zeros(4, dtype=torch.long)
+CONTEXT = MethodContext(INFO, SplitDataset({"x": torch.zeros(4, 2)}, _Z, _Z, _Z))
 
 
 def _softmax(row: list[float], tau: float = 1.0) -> list[float]:

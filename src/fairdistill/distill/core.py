@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
-from fairdistill.data.core import Batch, DatasetInfo
+from fairdistill.data.core import Batch, DatasetInfo, SplitDataset
 from fairdistill.models.core import ModelOutput
 from fairdistill.registry import Options, Registry
 
@@ -29,13 +31,43 @@ class TrainState:
         return min(1.0, self.step / total)
 
 
+@dataclass
+class TeacherOutputs:
+    """Teacher logits (and embeddings) for every example of one split, looked up by the examples' ``index``."""
+
+    logits: np.ndarray
+    embedding: np.ndarray | None = None
+    path: Path | None = None
+
+    def lookup(self, index: torch.Tensor, device: torch.device | str) -> ModelOutput:
+        idx = index.cpu().numpy()
+        logits = torch.from_numpy(np.asarray(self.logits[idx])).to(device)
+        emb = None if self.embedding is None else torch.from_numpy(np.asarray(self.embedding[idx])).to(device)
+        return ModelOutput(logits=logits, embedding=emb)
+
+
 @dataclass(frozen=True)
 class MethodContext:
-    """What a method component may need when it is built."""
+    """What a method component may need when it is built: the data, and the teacher's outputs when there is one.
+
+    ``teacher_train`` / ``teacher_val`` are None in a dry run and for runs whose methods need no teacher;
+    components that need them must raise a clear error only when they are actually used.
+    """
 
     info: DatasetInfo
-    num_train: int
-    extras: dict = field(default_factory=dict)
+    train: SplitDataset
+    val: SplitDataset | None = None
+    teacher_train: TeacherOutputs | None = None
+    teacher_val: TeacherOutputs | None = None
+    num_epochs: int = 1
+    seed: int = 0
+    #: Width of the student's embedding (None when the student has none), for components that project it.
+    student_embedding_dim: int | None = None
+    teacher_embedding_dim: int | None = None
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train)
 
 
 class DistillLoss(nn.Module):
@@ -56,6 +88,13 @@ class DistillLoss(nn.Module):
         self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
     ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        """Called before each epoch (e.g. to update a schedule)."""
+
+    def epoch_stats(self, state: TrainState) -> dict[str, float]:
+        """Statistics recorded in the epoch history after each epoch (e.g. a learned temperature)."""
+        return {}
 
 
 #: Distillation losses, by ``loss.kind``.

@@ -45,11 +45,12 @@ class Method(nn.Module):
         return per_example.mean(), logs
 
     def on_epoch_start(self, state: TrainState) -> None:
-        """Hook for components refit per epoch."""
+        """Hook for components refit or rescheduled per epoch."""
+        self.distill_loss.on_epoch_start(state)
 
     def on_epoch_end(self, state: TrainState) -> dict[str, Any]:
         """Hook for components refit per epoch; returns statistics recorded in the epoch history."""
-        return {}
+        return dict(self.distill_loss.epoch_stats(state))
 
 
 def resolve_loss(config: MethodConfig, where: str) -> tuple[str, Options]:

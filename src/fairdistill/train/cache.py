@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from fairdistill.data.core import SplitDataset, collate
-from fairdistill.models.core import ModelOutput, TappedModel
+from fairdistill.distill.core import TeacherOutputs
+from fairdistill.models.core import TappedModel
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +43,6 @@ def weights_digest(model: torch.nn.Module) -> str:
         digest.update(str((tuple(t.shape), str(t.dtype))).encode())
         digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
     return digest.hexdigest()
-
-
-@dataclass
-class TeacherCache:
-    """Teacher logits (and embeddings) of one split, indexed by the examples' ``index``."""
-
-    logits: np.ndarray
-    embedding: np.ndarray | None
-    path: Path | None = None
-
-    def lookup(self, index: torch.Tensor, device: torch.device | str) -> ModelOutput:
-        idx = index.cpu().numpy()
-        logits = torch.from_numpy(np.asarray(self.logits[idx])).to(device)
-        emb = None if self.embedding is None else torch.from_numpy(np.asarray(self.embedding[idx])).to(device)
-        return ModelOutput(logits=logits, embedding=emb)
 
 
 @torch.no_grad()
@@ -93,7 +78,7 @@ def load_or_compute(
     cache_dir: Path,
     batch_size: int,
     device: torch.device | str,
-) -> TeacherCache:
+) -> TeacherOutputs:
     """Read the split's teacher outputs from the cache, or compute and store them atomically."""
     key = cache_key(weights_digest(teacher), dataset_description, split)
     entry = cache_dir / "teacher" / key
@@ -104,10 +89,10 @@ def load_or_compute(
     logits, embedding = compute_teacher_outputs(teacher, split, batch_size, device)
     _write_entry(entry, logits, embedding)
     log.info("teacher cache written: %s", entry)
-    return TeacherCache(logits=logits, embedding=embedding, path=entry)
+    return TeacherOutputs(logits=logits, embedding=embedding, path=entry)
 
 
-def _read_entry(entry: Path, n: int) -> TeacherCache | None:
+def _read_entry(entry: Path, n: int) -> TeacherOutputs | None:
     meta_path = entry / "meta.json"
     if not meta_path.is_file():
         return None
@@ -123,7 +108,7 @@ def _read_entry(entry: Path, n: int) -> TeacherCache | None:
         log.warning("teacher cache %s is unreadable or stale (%s); recomputing it", entry, exc)
         shutil.rmtree(entry, ignore_errors=True)
         return None
-    return TeacherCache(logits=logits, embedding=embedding, path=entry)
+    return TeacherOutputs(logits=logits, embedding=embedding, path=entry)
 
 
 def _write_entry(entry: Path, logits: np.ndarray, embedding: np.ndarray | None) -> None:

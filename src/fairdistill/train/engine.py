@@ -17,10 +17,9 @@ from tqdm.auto import tqdm
 
 from fairdistill.config import Selection, TrainConfig
 from fairdistill.data.core import SplitDataset, collate
-from fairdistill.distill.core import TrainState
+from fairdistill.distill.core import TeacherOutputs, TrainState
 from fairdistill.distill.method import Method
 from fairdistill.models.core import TappedModel
-from fairdistill.train.cache import TeacherCache
 from fairdistill.train.optim import build_optimizer
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ def fit(
     *,
     accelerator: Accelerator,
     seed: int,
-    teacher_cache: TeacherCache | None = None,
+    teacher_cache: TeacherOutputs | None = None,
     validate: Validator | None = None,
     select: Selection = "last",
     desc: str = "train",
