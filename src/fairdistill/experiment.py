@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -20,7 +21,7 @@ from fairdistill.atomic_io import atomic_path, write_json, write_text
 from fairdistill.config import MethodConfig, RunConfig, TrainConfig, config_to_yaml
 from fairdistill.data import DATASETS, Splits, collate, load_dataset
 from fairdistill.distill import LOSSES, Method, MethodContext, build_method, resolve_loss
-from fairdistill.distill.method import reject_unavailable_parts
+from fairdistill.distill.method import validate_parts
 from fairdistill.errors import ConfigError, FairdistillError
 from fairdistill.evaluate.metrics import compute_metrics
 from fairdistill.evaluate.predict import Predictions, predict
@@ -28,6 +29,7 @@ from fairdistill.models import MODELS, TappedModel, build_model, count_parameter
 from fairdistill.registry import Options
 from fairdistill.report.markdown import render_markdown
 from fairdistill.distill import TeacherOutputs
+from fairdistill.distill.features import pool_tap
 from fairdistill.train.cache import compute_teacher_outputs, default_cache_dir, load_or_compute
 from fairdistill.train.engine import FitResult, fit, make_accelerator
 
@@ -124,7 +126,7 @@ def make_plan(config: RunConfig) -> Plan:
     methods = []
     for i, method in enumerate(config.methods):
         where = f"methods.{i}({method.name})"
-        reject_unavailable_parts(method, where)
+        validate_parts(method, where)
         kind, options = resolve_loss(method, where)
         methods.append(MethodPlan(method, kind, options, method.train or config.student.train))
     return Plan(config, data_options, modality, roles["teacher"], roles["student"], methods)
@@ -140,12 +142,9 @@ def dry_run(config: RunConfig) -> str:
     splits = load_plan_data(plan)
     teacher = build_model(plan.teacher.spec, splits.info, where="teacher.model")
     student = build_model(plan.student.spec, splits.info, where="student.model")
-    context = MethodContext(
-        info=splits.info, train=splits.train, val=splits.val,
-        student_embedding_dim=embedding_dim(student, splits.train),
-        teacher_embedding_dim=embedding_dim(teacher, splits.train),
-    )
     for i, method in enumerate(plan.methods):
+        context = method_context(plan, splits, student, teacher_embedding_dim=probe(teacher, splits.train)[0],
+                                 epochs=method.train.epochs)
         build_method(method.config, context, where=f"methods.{i}({method.name})")
     counts = ", ".join(f"{name} {len(split):,}" for name, split in splits.items())
     return plan.describe() + f"\ndata loaded: {counts} examples; {splits.info.num_classes} classes, " \
@@ -153,13 +152,34 @@ def dry_run(config: RunConfig) -> str:
 
 
 @torch.no_grad()
-def embedding_dim(model: TappedModel, split) -> int | None:
-    """Width of a model's embedding, read from one forward pass on the split's first example."""
+def probe(model: TappedModel, split) -> tuple[int | None, dict[str, int]]:
+    """Width of a model's embedding and of each pooled tap, read from one forward pass on one example."""
     was_training = model.training
     model.eval()
     out = model(collate([split[0]]).inputs)
     model.train(was_training)
-    return None if out.embedding is None else int(out.embedding.shape[1])
+    embedding = None if out.embedding is None else int(out.embedding.shape[1])
+    return embedding, {name: int(pool_tap(t).shape[1]) for name, t in out.taps.items()}
+
+
+def method_context(
+    plan: Plan,
+    splits: Splits,
+    student: TappedModel,
+    *,
+    teacher_embedding_dim: int | None,
+    epochs: int,
+    teacher_train: TeacherOutputs | None = None,
+    teacher_val: TeacherOutputs | None = None,
+) -> MethodContext:
+    """What a method's components may read when they are built for one student."""
+    student_embedding_dim, tap_dims = probe(student, splits.train)
+    return MethodContext(
+        info=splits.info, train=splits.train, val=splits.val, teacher_train=teacher_train, teacher_val=teacher_val,
+        num_epochs=epochs, seed=plan.config.seed, student_embedding_dim=student_embedding_dim,
+        teacher_embedding_dim=teacher_embedding_dim, student_taps=tuple(student.tap_names),
+        student_model=plan.student.spec["name"], student_tap_dims=tap_dims,
+    )
 
 
 @dataclass
@@ -173,6 +193,8 @@ class ModelRecord:
     fit: FitResult | None = None
     seconds: float = 0.0
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Early-readout probabilities: tap → split → (N, C).
+    readouts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -249,12 +271,10 @@ def _execute(plan: Plan, run_dir: Path) -> dict[str, Any]:
     for i, method_plan in enumerate(plan.methods):
         set_seed(config.seed)
         student = build_model(plan.student.spec, info, where="student.model")
-        context = MethodContext(
-            info=info, train=splits.train, val=splits.val, teacher_train=teacher_cache, teacher_val=teacher_val,
-            num_epochs=method_plan.train.epochs, seed=config.seed,
-            student_embedding_dim=embedding_dim(student, splits.train),
-            teacher_embedding_dim=None if teacher_cache is None or teacher_cache.embedding is None
-            else int(teacher_cache.embedding.shape[1]),
+        context = method_context(
+            plan, splits, student, epochs=method_plan.train.epochs, teacher_train=teacher_cache,
+            teacher_val=teacher_val, teacher_embedding_dim=None if teacher_cache is None or
+            teacher_cache.embedding is None else int(teacher_cache.embedding.shape[1]),
         )
         method = build_method(method_plan.config, context, where=f"methods.{i}({method_plan.name})")
         result = fit(
@@ -263,13 +283,16 @@ def _execute(plan: Plan, run_dir: Path) -> dict[str, Any]:
             select=config.select, desc=method_plan.name,
         )
         _save_checkpoint(run_dir / "checkpoints" / f"{method_plan.name}.pt", student, plan.student.spec, info.num_classes)
-        records.append(ModelRecord(method_plan.name, "student", method_plan.loss_kind, student, result, result.seconds))
+        readouts = method.readout_probabilities(student, {"val": splits.val, "test": splits.test}, accelerator.device)
+        records.append(ModelRecord(method_plan.name, "student", method_plan.loss_kind, student, result, result.seconds,
+                                   readouts=readouts))
 
     for record in records:
         for split_name in ("val", "test"):
             predictions = predict(record.model, getattr(splits, split_name), plan.student.train.eval_batch_size,
                                   accelerator.device)
-            _write_predictions(run_dir / "predictions" / f"{record.name}-{split_name}.parquet", predictions)
+            readouts = {tap: by_split[split_name] for tap, by_split in record.readouts.items()}
+            _write_predictions(run_dir / "predictions" / f"{record.name}-{split_name}.parquet", predictions, readouts)
             record.metrics[split_name] = compute_metrics(
                 predictions.y, predictions.probs, predictions.attr, predictions.group, info
             )
@@ -330,9 +353,14 @@ def load_checkpoint(path: Path, model: TappedModel, num_classes: int) -> None:
         ) from None
 
 
-def _write_predictions(path: Path, predictions: Predictions) -> None:
+def _write_predictions(path: Path, predictions: Predictions, readouts: dict[str, np.ndarray] | None = None) -> None:
+    """The per-example parquet; early-readout probabilities become ``readout_<tap>_prob_<c>`` columns."""
+    frame = predictions.to_frame()
+    for tap, probs in (readouts or {}).items():
+        for c in range(probs.shape[1]):
+            frame[f"readout_{tap}_prob_{c}"] = probs[:, c]
     with atomic_path(path) as tmp:
-        predictions.to_frame().to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False)
 
 
 def _dataset_description(plan: Plan) -> dict[str, Any]:

@@ -34,6 +34,8 @@ class DatasetInfo:
     input_shape: tuple[int, ...] | None = None
     #: Human-readable description of the attribute (e.g. "sex", "colour").
     attr_label: str = "attr"
+    #: False when the data has no real group/attribute labels (methods that need them refuse to run).
+    groups_known: bool = True
 
     @property
     def num_groups(self) -> int:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from fairdistill.data.core import Batch, DatasetInfo, SplitDataset
-from fairdistill.models.core import ModelOutput
+from fairdistill.models.core import ModelOutput, TappedModel
 from fairdistill.registry import Options, Registry
 
 
@@ -23,6 +23,14 @@ class TrainState:
     num_epochs: int = 1
     step: int = 0
     steps_per_epoch: int = 1
+    #: The student being trained (unwrapped), for components that refit on its features between epochs.
+    model: "TappedModel | None" = None
+    device: torch.device | str = "cpu"
+    #: Set by a component at the end of an epoch to have the engine re-initialise the student and its
+    #: optimiser state before the next epoch (JTT's second stage).
+    reinitialize_student: bool = False
+    #: First epoch (1-based) eligible for checkpoint selection (JTT excludes its identification stage).
+    select_from_epoch: int = 1
 
     @property
     def progress(self) -> float:
@@ -64,10 +72,32 @@ class MethodContext:
     #: Width of the student's embedding (None when the student has none), for components that project it.
     student_embedding_dim: int | None = None
     teacher_embedding_dim: int | None = None
+    #: Names of the student's taps (for early readouts) and its architecture name, for error messages.
+    student_taps: tuple[str, ...] = ()
+    student_model: str = "student"
+    #: Width of each student tap after pooling (pool_tap), for heads built on taps.
+    student_tap_dims: dict[str, int] | None = None
 
     @property
     def num_train(self) -> int:
         return len(self.train)
+
+
+@dataclass
+class LossTerms:
+    """A loss split into a label term and a teacher term: ℓ = label_weight·label + teacher_weight·teacher.
+
+    Mixing rules (Teacher's pet) rebalance or reshape the two terms per example; weights may be floats or
+    per-example tensors.
+    """
+
+    label: torch.Tensor
+    teacher: torch.Tensor
+    label_weight: float | torch.Tensor = 1.0
+    teacher_weight: float | torch.Tensor = 1.0
+
+    def combine(self) -> torch.Tensor:
+        return self.label_weight * self.label + self.teacher_weight * self.teacher
 
 
 class DistillLoss(nn.Module):
@@ -88,6 +118,19 @@ class DistillLoss(nn.Module):
         self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
     ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def terms(
+        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
+    ) -> LossTerms:
+        """The loss as a label (cross-entropy) term and a teacher term, for mixing rules.
+
+        Losses that support mixing implement this (and may then define ``forward`` as ``terms(...).combine()``).
+        """
+        raise NotImplementedError(f"loss {type(self).__name__} does not expose label/teacher terms")
+
+    @classmethod
+    def supports_terms(cls) -> bool:
+        return cls.terms is not DistillLoss.terms
 
     def on_epoch_start(self, state: TrainState) -> None:
         """Called before each epoch (e.g. to update a schedule)."""

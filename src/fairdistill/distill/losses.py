@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from fairdistill.data.core import Batch
-from fairdistill.distill.core import LOSSES, DistillLoss, TrainState
+from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, TrainState
 from fairdistill.models.core import ModelOutput
 from fairdistill.registry import Options
 
@@ -40,9 +40,12 @@ class KDLoss(DistillLoss):
 
     options: KDOptions
 
-    def forward(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> torch.Tensor:
+    def terms(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> LossTerms:
         assert teacher is not None, "kd needs teacher outputs"
         tau, alpha = self.options.tau, self.options.alpha
         ce = F.cross_entropy(student.logits, batch.y, reduction="none")
         kl = soft_kl(teacher.logits, student.logits, tau)
-        return (1.0 - alpha) * ce + alpha * tau**2 * kl
+        return LossTerms(label=ce, teacher=tau**2 * kl, label_weight=1.0 - alpha, teacher_weight=alpha)
+
+    def forward(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> torch.Tensor:
+        return self.terms(batch, student, teacher, state).combine()

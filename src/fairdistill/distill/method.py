@@ -1,56 +1,139 @@
-"""A method is the composition of a per-example distillation loss with optional instance weighting.
+"""A method composes a per-example distillation loss with an optional instance weighting, an optional
+label/teacher mixing rule and an optional adversary (DESIGN.md principle 2).
 
-Built from one ``methods:`` entry of the config; new losses or weightings are registered classes, never
-branches here.
+Built from one ``methods:`` entry of the config; new losses, weightings or mixing rules are registered classes,
+never branches here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from fairdistill.config import MethodConfig
-from fairdistill.data.core import Batch
+from fairdistill.data.core import Batch, SplitDataset
+from fairdistill.distill.adversary import Adversary, AdversaryOptions
 from fairdistill.distill.core import LOSSES, DistillLoss, MethodContext, TrainState
+from fairdistill.distill.mixing import MIXINGS, MixingRule
+from fairdistill.distill.weighting import WEIGHTINGS, InstanceWeighting
 from fairdistill.errors import ConfigError
-from fairdistill.models.core import ModelOutput
-from fairdistill.registry import Options
+from fairdistill.models.core import ModelOutput, TappedModel
+from fairdistill.registry import Options, validate_options
+
+
+class WeightStatistics:
+    """Running statistics of the instance weights seen during one epoch."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.maximum = 0.0
+        self.upweighted = 0
+
+    def update(self, weights: torch.Tensor) -> None:
+        w = weights.detach()
+        self.count += w.numel()
+        self.total += float(w.sum())
+        self.maximum = max(self.maximum, float(w.max())) if w.numel() else self.maximum
+        self.upweighted += int((w > 1.0 + 1e-9).sum())
+
+    def summary(self) -> dict[str, float]:
+        if not self.count:
+            return {}
+        return {
+            "weight_mean": self.total / self.count,
+            "weight_max": self.maximum,
+            "weight_share_upweighted": self.upweighted / self.count,
+        }
 
 
 class Method(nn.Module):
-    """One student's training objective: ``mean_i(w_i · ℓ_i)`` over a batch."""
+    """One student's training objective: mean_i(w_i · ℓ_i) (+ the adversary's loss)."""
 
-    def __init__(self, name: str, loss: DistillLoss) -> None:
+    def __init__(
+        self,
+        name: str,
+        loss: DistillLoss,
+        weighting: InstanceWeighting | None = None,
+        mixing: MixingRule | None = None,
+        adversary: Adversary | None = None,
+    ) -> None:
         super().__init__()
         self.name = name
         self.distill_loss = loss
+        self.weighting = weighting
+        self.mixing = mixing
+        self.adversary = adversary
+        self._weight_stats = WeightStatistics()
 
     @property
     def requires_teacher(self) -> bool:
         return self.distill_loss.requires_teacher
 
-    def loss(
+    def per_example_loss(
         self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Per-example losses (already weighted) and scalar logs for the progress bar and history."""
-        per_example = self.distill_loss(batch, student, teacher, state)
-        return per_example, {}
+    ) -> torch.Tensor:
+        """ℓ_i before weighting: the loss itself, or its terms recombined by the mixing rule."""
+        if self.mixing is not None:
+            return self.mixing.mix(batch, self.distill_loss.terms(batch, student, teacher, state), student, state)
+        return self.distill_loss(batch, student, teacher, state)
 
     def batch_loss(
         self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        per_example, logs = self.loss(batch, student, teacher, state)
-        return per_example.mean(), logs
+        """The scalar to minimise for one batch, and scalar logs."""
+        per_example = self.per_example_loss(batch, student, teacher, state)
+        logs: dict[str, float] = {}
+        if self.weighting is None:
+            loss = per_example.mean()
+        else:
+            weights = self.weighting.weights(batch, student, per_example.detach(), state)
+            self._weight_stats.update(weights)
+            weighted = weights * per_example
+            loss = weighted.sum() / weights.sum().clamp(min=1e-12) if self.weighting.normalize else weighted.mean()
+            auxiliary = self.weighting.auxiliary_loss()
+            if auxiliary is not None:
+                loss = loss + auxiliary
+        if self.adversary is not None:
+            adversarial = self.adversary(batch, student, state).mean()
+            logs["adversary_loss"] = float(adversarial.detach())
+            loss = loss + adversarial
+        return loss, logs
 
     def on_epoch_start(self, state: TrainState) -> None:
         """Hook for components refit or rescheduled per epoch."""
         self.distill_loss.on_epoch_start(state)
+        if self.weighting is not None:
+            self.weighting.on_epoch_start(state)
+        self._weight_stats.reset()
 
     def on_epoch_end(self, state: TrainState) -> dict[str, Any]:
-        """Hook for components refit per epoch; returns statistics recorded in the epoch history."""
-        return dict(self.distill_loss.epoch_stats(state))
+        """Refits for the next epoch; returns this epoch's statistics for the history (weights, τ, ...)."""
+        stats: dict[str, Any] = dict(self.distill_loss.epoch_stats(state))
+        if self.weighting is not None:
+            stats.update(self._weight_stats.summary())
+            self.weighting.on_epoch_end(state)
+            stats.update(self.weighting.epoch_stats(state))
+        if self.mixing is not None:
+            stats.update(self.mixing.epoch_stats(state))
+        if self.adversary is not None:
+            stats.update(self.adversary.epoch_stats(state))
+        return stats
+
+    def readout_probabilities(
+        self, model: TappedModel, splits: dict[str, SplitDataset], device: torch.device | str
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """Early-readout probabilities per tap and split (empty for methods without a readout)."""
+        readout = getattr(self.weighting, "readout_probabilities", None)
+        if readout is None:
+            return {}
+        return {self.weighting.tap: readout(model, splits, device)}
 
 
 def resolve_loss(config: MethodConfig, where: str) -> tuple[str, Options]:
@@ -65,16 +148,37 @@ def resolve_loss(config: MethodConfig, where: str) -> tuple[str, Options]:
     return kind, LOSSES.options(kind, raw, where=f"{where}.loss")
 
 
-def reject_unavailable_parts(config: MethodConfig, where: str) -> None:
-    """Weighting, mixing and adversary parts are not available yet: say so instead of ignoring them."""
-    for part in ("weighting", "mixing", "adversary"):
-        if getattr(config, part) is not None:
-            raise ConfigError(f"{where}.{part}: no {part} kinds are available in this version of fairdistill")
+def validate_parts(config: MethodConfig, where: str) -> None:
+    """Check every part's kind and options without building anything (for dry runs and planning)."""
+    kind, _ = resolve_loss(config, where)
+    if config.weighting is not None:
+        WEIGHTINGS.options(config.weighting.kind, config.weighting.options(), where=f"{where}.weighting")
+    if config.mixing is not None:
+        MIXINGS.options(config.mixing.kind, config.mixing.options(), where=f"{where}.mixing")
+        loss_cls = LOSSES.get(kind).target
+        if not loss_cls.supports_terms() or not loss_cls.requires_teacher:
+            able = [n for n in LOSSES.names() if LOSSES.get(n).target.supports_terms()]
+            raise ConfigError(
+                f"{where}.mixing: mixing {config.mixing.kind!r} rebalances a loss's label and teacher terms, and "
+                f"loss {kind!r} has no teacher term; use one of the losses: {', '.join(able)}"
+            )
+    if config.adversary is not None:
+        validate_options(AdversaryOptions, config.adversary, where=f"{where}.adversary")
 
 
 def build_method(config: MethodConfig, context: MethodContext, where: str) -> Method:
     """Build the method of one config entry."""
-    reject_unavailable_parts(config, where)
+    validate_parts(config, where)
     kind, options = resolve_loss(config, where)
-    loss_cls = LOSSES.get(kind).target
-    return Method(config.name, loss_cls(options, context))
+    loss = LOSSES.get(kind).target(options, context)
+    weighting = mixing = adversary = None
+    if config.weighting is not None:
+        w_options = WEIGHTINGS.options(config.weighting.kind, config.weighting.options(), where=f"{where}.weighting")
+        weighting = WEIGHTINGS.get(config.weighting.kind).target(w_options, context, f"{where}.weighting")
+    if config.mixing is not None:
+        m_options = MIXINGS.options(config.mixing.kind, config.mixing.options(), where=f"{where}.mixing")
+        mixing = MIXINGS.get(config.mixing.kind).target(m_options, context, f"{where}.mixing")
+    if config.adversary is not None:
+        a_options = validate_options(AdversaryOptions, config.adversary, where=f"{where}.adversary")
+        adversary = Adversary(a_options, context, f"{where}.adversary")
+    return Method(config.name, loss, weighting, mixing, adversary)

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
-
-from fairdistill.data.core import SplitDataset, collate
+from fairdistill.data.core import SplitDataset
 from fairdistill.models.core import TappedModel
+from fairdistill.models.inference import iterate_outputs
 
 
 @dataclass
@@ -37,17 +36,12 @@ class Predictions:
         return frame
 
 
-@torch.no_grad()
 def predict(model: TappedModel, split: SplitDataset, batch_size: int, device: torch.device | str) -> Predictions:
     """Class probabilities of ``model`` on every example of ``split`` (eval mode, no gradients)."""
-    was_training = model.training
-    model.eval()
-    loader = DataLoader(split, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    probs = []
-    for batch in loader:
-        logits = model(batch.to(device).inputs).logits
-        probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-    model.train(was_training)
+    probs = [
+        torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+        for _, out in iterate_outputs(model, split, batch_size, device)
+    ]
     return Predictions(
         index=np.arange(len(split)),
         y=split.y.numpy(),

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from fairdistill.data.core import SplitDataset, collate
+from fairdistill.data.core import SplitDataset
 from fairdistill.distill.core import TeacherOutputs
 from fairdistill.models.core import TappedModel
+from fairdistill.models.inference import iterate_outputs
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,14 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-@torch.no_grad()
 def compute_teacher_outputs(
     teacher: TappedModel, split: SplitDataset, batch_size: int, device: torch.device | str
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Run the teacher over a split in order; returns logits (N, C) and embeddings (N, D) or None."""
-    teacher.eval()
-    loader = DataLoader(split, batch_size=batch_size, shuffle=False, collate_fn=collate)
     logits, embeddings = [], []
-    for batch in tqdm(loader, desc=f"teacher outputs ({split.name})", leave=False, dynamic_ncols=True):
-        out = teacher(batch.to(device).inputs)
+    outputs = iterate_outputs(teacher, split, batch_size, device)
+    total = -(-len(split) // batch_size)
+    for _, out in tqdm(outputs, total=total, desc=f"teacher outputs ({split.name})", leave=False, disable=None):
         logits.append(out.logits.float().cpu().numpy())
         if out.embedding is not None:
             embeddings.append(out.embedding.float().cpu().numpy())

@@ -69,11 +69,12 @@ def fit(
     loader = train_loader(train, config.batch_size, seed)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     method.to(accelerator.device)
-    state = TrainState(num_epochs=config.epochs, steps_per_epoch=len(loader))
+    raw_model: TappedModel = accelerator.unwrap_model(model)
+    state = TrainState(num_epochs=config.epochs, steps_per_epoch=len(loader), model=raw_model,
+                       device=accelerator.device)
     history: list[dict[str, Any]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     started = time.perf_counter()
-    raw_model: TappedModel = accelerator.unwrap_model(model)
 
     for epoch in range(config.epochs):
         state.epoch = epoch
@@ -96,14 +97,19 @@ def fit(
             count += len(batch)
             bar.set_postfix(loss=f"{total / count:.4f}")
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
-        record.update(method.on_epoch_end(state))
         if validate is not None and accelerator.is_main_process:
             record.update(validate(raw_model))
+        record.update(method.on_epoch_end(state))
         history.append(record)
         log.info("%s epoch %d: %s", desc, epoch + 1, _format_record(record))
-        score = _selection_score(record, select)
-        if best is None or score > best[0]:
-            best = (score, epoch + 1, copy.deepcopy(raw_model.state_dict()))
+        if epoch + 1 >= state.select_from_epoch:
+            score = _selection_score(record, select)
+            if best is None or score > best[0]:
+                best = (score, epoch + 1, copy.deepcopy(raw_model.state_dict()))
+        if state.reinitialize_student:
+            reinitialize(raw_model, optimizer, seed + epoch + 1)
+            state.reinitialize_student = False
+            log.info("%s: student re-initialised after epoch %d", desc, epoch + 1)
 
     assert best is not None
     if select != "last":
@@ -112,6 +118,18 @@ def fit(
     log.info("%s: selected epoch %d by %s", desc, best_epoch, select)
     model.eval()
     return FitResult(best_epoch=best_epoch, history=history, seconds=time.perf_counter() - started)
+
+
+def reinitialize(model: torch.nn.Module, optimizer: torch.optim.Optimizer, seed: int) -> None:
+    """Fresh weights for every submodule that can reset itself, and an empty optimiser state."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            if hasattr(module, "reset_running_stats"):
+                module.reset_running_stats()
+    optimizer.state.clear()
 
 
 def _selection_score(record: dict[str, Any], select: Selection) -> float:

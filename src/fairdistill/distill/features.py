@@ -1,0 +1,41 @@
+"""Student features and predictions over a whole split, for components that refit between epochs."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fairdistill.data.core import SplitDataset
+from fairdistill.models.core import TappedModel
+from fairdistill.models.inference import iterate_outputs
+
+FEATURE_BATCH_SIZE = 512
+
+
+def pool_tap(t: torch.Tensor) -> torch.Tensor:
+    """A tap's output as one vector per example: CNN maps are global-average-pooled, token sequences give the
+    first ([CLS]) position, vectors are kept."""
+    if t.dim() == 4:
+        return t.mean(dim=(2, 3))
+    if t.dim() == 3:
+        return t[:, 0]
+    if t.dim() == 2:
+        return t
+    return t.flatten(1)
+
+
+def extract_features(
+    model: TappedModel, split: SplitDataset, tap: str, device: torch.device | str
+) -> torch.Tensor:
+    """Pooled features of tap ``tap`` for every example of ``split`` (float32, on the CPU, split order)."""
+    parts = []
+    for _, out in iterate_outputs(model, split, FEATURE_BATCH_SIZE, device):
+        parts.append(pool_tap(out.taps[tap]).float().cpu())
+    return torch.cat(parts)
+
+
+def predict_probabilities(model: TappedModel, split: SplitDataset, device: torch.device | str) -> np.ndarray:
+    """Softmax probabilities of the model for every example of ``split``."""
+    parts = [torch.softmax(out.logits.float(), -1).cpu().numpy() for _, out in
+             iterate_outputs(model, split, FEATURE_BATCH_SIZE, device)]
+    return np.concatenate(parts)

@@ -1,0 +1,265 @@
+"""Early readouts: an auxiliary head on a student tap whose confidence reweights the loss (METHODS.md §2–§3).
+
+DeDiER (Tiwari et al., WACV 2024) observes that an early layer of the student is confidently wrong on examples
+that rely on spurious features, and up-weights them: w_i = exp(β·m_i^α) when the readout errs, else 1, where
+m_i is the readout's top-1 minus top-2 probability. The Laplace variants take m_i (or the entropy) from the
+Laplace-approximated predictive of the head instead, which is better calibrated (seeds/000).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from fairdistill.data.core import Batch, SplitDataset
+from fairdistill.distill.core import MethodContext, TrainState
+from fairdistill.distill.features import extract_features, pool_tap
+from fairdistill.distill.laplace import (
+    KronLaplace,
+    tune_tau_by_evidence,
+    tune_tau_by_validation,
+)
+from fairdistill.distill.weighting import WEIGHTINGS, IndexedWeighting, WeightingOptions
+from fairdistill.errors import ConfigError
+from fairdistill.models.core import ModelOutput, TappedModel
+from fairdistill.registry import Options
+
+
+class LaplaceOptions(Options):
+    prior: Literal["exact", "split"] = "exact"
+    predictive: Literal["mc", "probit"] = "mc"
+    samples: int = Field(default=32, ge=1)
+    #: How τ is chosen: Laplace evidence on the train features, or validation NLL.
+    tune: Literal["evidence", "val-nll"] = "evidence"
+
+
+class EarlyReadoutOptions(WeightingOptions):
+    #: The student tap the readout reads; omitted: the student's first (earliest) tap.
+    tap: str | None = None
+    score: Literal["margin", "laplace-margin", "laplace-entropy"] = "margin"
+    beta: float = Field(default=3.0, ge=0.0)
+    alpha: float = Field(default=0.2, gt=0.0)
+    #: ``power``: exp(β·m^α) (the released DeDiER code); ``product``: exp(β·m·α) (the slide's formula).
+    form: Literal["power", "product"] = "power"
+    #: ``epoch``: re-initialise and fit the head on the whole train split after every epoch (faithful);
+    #: ``online``: train the head alongside the student and use its predictions of the previous epoch.
+    refit: Literal["epoch", "online"] = "epoch"
+    head: Literal["linear", "mlp"] = "linear"
+    head_hidden: int = Field(default=64, gt=0)
+    head_epochs: int = Field(default=20, ge=1)
+    head_lr: float = Field(default=1e-2, gt=0.0)
+    head_batch_size: int = Field(default=256, gt=0)
+    laplace: LaplaceOptions = LaplaceOptions()
+
+
+class ReadoutHead(nn.Module):
+    """Standardise the pooled features, then a linear layer (or a one-hidden-layer MLP) to class logits.
+
+    ``last_layer_features`` gives the input of the final linear layer, on which the Laplace posterior lives.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, kind: str, hidden: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_features))
+        self.register_buffer("std", torch.ones(in_features))
+        self.body: nn.Module = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU()) if kind == "mlp" else nn.Identity()
+        self.out = nn.Linear(hidden if kind == "mlp" else in_features, num_classes)
+
+    def reset(self, features: torch.Tensor) -> None:
+        """Re-initialise the weights and set the standardisation from ``features``."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                module.reset_parameters()
+        self.mean.copy_(features.mean(0))
+        self.std.copy_(features.std(0).clamp(min=1e-6) if len(features) > 1 else torch.ones_like(self.std))
+
+    def last_layer_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.body((features - self.mean) / self.std)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(self.last_layer_features(features))
+
+
+def fit_head(
+    head: ReadoutHead, features: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, batch_size: int, seed: int
+) -> None:
+    """Re-initialise ``head`` and fit it by minibatch Adam on cross-entropy (a convex problem for a linear head)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        head.reset(features)
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    head.train()
+    with torch.enable_grad():
+        for _ in range(epochs):
+            order = torch.randperm(len(features), generator=generator)
+            for start in range(0, len(features), batch_size):
+                idx = order[start : start + batch_size]
+                loss = F.cross_entropy(head(features[idx]), y[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+    head.eval()
+
+
+def top2_margin(probs: torch.Tensor) -> torch.Tensor:
+    """p_(1) − p_(2) per row."""
+    top = probs.topk(2, dim=1).values
+    return top[:, 0] - top[:, 1]
+
+
+def dedier_weights(probs: torch.Tensor, y: torch.Tensor, beta: float, alpha: float, form: str) -> torch.Tensor:
+    """w_i = exp(β·m_i^α) (or exp(β·m_i·α)) where the readout's prediction is wrong, else 1."""
+    margin = top2_margin(probs).clamp(min=0.0)
+    boost = torch.exp(beta * margin**alpha) if form == "power" else torch.exp(beta * margin * alpha)
+    wrong = probs.argmax(1) != y
+    return torch.where(wrong, boost, torch.ones_like(boost))
+
+
+def entropy_weights(probs: torch.Tensor, beta: float) -> torch.Tensor:
+    """w_i = exp(β·H(p̂_i)/log C) for every example."""
+    entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum(1)
+    return torch.exp(beta * entropy / math.log(probs.shape[1]))
+
+
+@WEIGHTINGS.register("early-readout", options=EarlyReadoutOptions)
+class EarlyReadout(IndexedWeighting):
+    """DeDiER-style instance weights from an early readout on a student tap (margin or Laplace scores)."""
+
+    options: EarlyReadoutOptions
+
+    def __init__(self, options: EarlyReadoutOptions, context: MethodContext, where: str) -> None:
+        super().__init__(options, context, where)
+        if not context.student_taps:
+            raise ConfigError(
+                f"{where}: an early readout needs a student with taps, and model {context.student_model} has none; "
+                "use a model with taps (e.g. cnn, mlp) or remove the weighting"
+            )
+        if options.tap is not None and options.tap not in context.student_taps:
+            raise ConfigError(
+                f"{where}.tap: the student ({context.student_model}) has no tap {options.tap!r}; "
+                f"its taps: {', '.join(context.student_taps)}"
+            )
+        self.tap = options.tap if options.tap is not None else context.student_taps[0]
+        in_features = context.student_tap_dims.get(self.tap) if context.student_tap_dims else None
+        if in_features is None:
+            raise ConfigError(f"{where}.tap: the width of tap {self.tap!r} is unknown")
+        self.head = ReadoutHead(in_features, context.info.num_classes, options.head, options.head_hidden)
+        num_train = context.num_train
+        self.register_buffer("pending_probs", torch.full((num_train, context.info.num_classes), float("nan")))
+        self.register_buffer("pending_features", torch.zeros(num_train, in_features) if options.refit == "online"
+                             and options.score != "margin" else torch.zeros(0))
+        self._aux: torch.Tensor | None = None
+        self._stats: dict[str, float] = {}
+        self.laplace: KronLaplace | None = None
+
+    # -- per batch ------------------------------------------------------------------------------------------
+    def weights(
+        self, batch: Batch, student: ModelOutput, per_example_loss: torch.Tensor, state: TrainState
+    ) -> torch.Tensor:
+        if self.options.refit == "online" and self.training:
+            features = pool_tap(student.taps[self.tap]).detach().float()
+            logits = self.head(features)
+            self._aux = F.cross_entropy(logits, batch.y)
+            index = batch.index.cpu()
+            self.pending_probs[index] = torch.softmax(logits.detach(), 1).cpu()
+            if self.pending_features.numel():
+                self.pending_features[index] = features.cpu()
+        return super().weights(batch, student, per_example_loss, state)
+
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        aux, self._aux = self._aux, None
+        return aux
+
+    # -- between epochs --------------------------------------------------------------------------------------
+    def on_epoch_end(self, state: TrainState) -> None:
+        y = self.context.train.y.long()
+        if self.options.refit == "epoch":
+            assert state.model is not None
+            features = extract_features(state.model, self.context.train, self.tap, state.device)
+            self._fit(features, y, seed=self.context.seed + state.epoch)
+            probs = self._score_probabilities(features, state)
+        else:
+            seen = ~torch.isnan(self.pending_probs).any(1)
+            probs = self.pending_probs.clone()
+            if self.options.score != "margin":
+                self._fit_laplace(self.pending_features[seen], y[seen], state)
+                probs[seen] = self._laplace_predictive(self.pending_features[seen])
+            probs[~seen] = 1.0 / probs.shape[1]
+            self.pending_probs.fill_(float("nan"))
+        self.table.copy_(self._weights_from(probs, y).to(self.table.dtype))
+        self._stats["readout_train_acc"] = float((probs.argmax(1) == y).float().mean())
+
+    def epoch_stats(self, state: TrainState) -> dict[str, float]:
+        stats, self._stats = self._stats, {}
+        return stats
+
+    def _weights_from(self, probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.options.score == "laplace-entropy":
+            return entropy_weights(probs, self.options.beta)
+        return dedier_weights(probs, y, self.options.beta, self.options.alpha, self.options.form)
+
+    def _fit(self, features: torch.Tensor, y: torch.Tensor, seed: int) -> None:
+        fit_head(self.head, features, y, self.options.head_epochs, self.options.head_lr, self.options.head_batch_size,
+                 seed)
+
+    def _score_probabilities(self, features: torch.Tensor, state: TrainState) -> torch.Tensor:
+        if self.options.score == "margin":
+            with torch.no_grad():
+                return torch.softmax(self.head(features), 1)
+        self._fit_laplace(features, self.context.train.y.long(), state)
+        return self._laplace_predictive(features)
+
+    # -- Laplace ---------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _fit_laplace(self, features: torch.Tensor, y: torch.Tensor, state: TrainState) -> None:
+        last = self.head.last_layer_features(features)
+        laplace = KronLaplace.fit(self.head.out.weight.detach(), self.head.out.bias.detach(), last,
+                                  self.options.laplace.prior)
+        options = self.options.laplace
+        if options.tune == "val-nll":
+            if self.context.val is None or state.model is None:
+                raise ConfigError(f"{self.where}.laplace.tune: val-nll needs a validation split")
+            val_features = self.head.last_layer_features(
+                extract_features(state.model, self.context.val, self.tap, state.device))
+            laplace.tau = tune_tau_by_validation(laplace, val_features, self.context.val.y, options.predictive,
+                                                 options.samples, self.context.seed)
+        else:
+            laplace.tau = tune_tau_by_evidence(laplace, last, y)
+        self.laplace = laplace
+        self._stats["laplace_tau"] = laplace.tau
+
+    @torch.no_grad()
+    def _laplace_predictive(self, features: torch.Tensor) -> torch.Tensor:
+        assert self.laplace is not None
+        options = self.options.laplace
+        last = self.head.last_layer_features(features)
+        return self.laplace.predictive(last, options.predictive, options.samples, self.context.seed).float()
+
+    # -- reporting -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def readout_probabilities(self, model: TappedModel, splits: dict[str, SplitDataset], device) -> dict[str, np.ndarray]:
+        """The readout's probabilities on each given split, refit on the final (selected) student's train features.
+
+        Uses the Laplace predictive for the Laplace scores, the head's softmax otherwise.
+        """
+        state = TrainState(model=model, device=device)
+        train_features = extract_features(model, self.context.train, self.tap, device)
+        y = self.context.train.y.long()
+        self._fit(train_features, y, seed=self.context.seed)
+        if self.options.score != "margin":
+            self._fit_laplace(train_features, y, state)
+        result = {}
+        for name, split in splits.items():
+            features = extract_features(model, split, self.tap, device)
+            probs = (self._laplace_predictive(features) if self.options.score != "margin"
+                     else torch.softmax(self.head(features), 1))
+            result[name] = probs.cpu().numpy()
+        self._stats = {}
+        return result
