@@ -27,6 +27,7 @@ def run(
     from fairdistill import experiment
     from fairdistill.config import load_config
     from fairdistill.report.tables import TERMINAL_COLUMNS, comparison_table, to_rich
+    from fairdistill.report.transfer import transfer_rich
 
     cfg = load_config(config, set_)
     if output is not None:
@@ -36,6 +37,7 @@ def run(
         return
     result = experiment.run(cfg)
     console.print(to_rich(comparison_table(result.metrics, "test", TERMINAL_COLUMNS), title=f"{cfg.name}: test split"))
+    console.print(transfer_rich(result.metrics, title=f"{cfg.name}: teacher → student (test, %)"))
     console.print(f"report: {result.run_dir / 'report.md'}", highlight=False)
     console.print(f"run directory: {result.run_dir}", highlight=False)
 
@@ -60,7 +62,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except FairdistillError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
