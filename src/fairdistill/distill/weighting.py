@@ -183,4 +183,6 @@ class JustTrainTwice(IndexedWeighting):
             state.reinitialize_student = True
 
     def epoch_stats(self, state: TrainState) -> dict[str, float]:
-        return {} if self.error_share is None else {"jtt_error_share": self.error_share}
+        """The share of training examples in the error set, reported once (after the identification stage)."""
+        share, self.error_share = self.error_share, None
+        return {} if share is None else {"jtt_error_share": share}

@@ -7,12 +7,13 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from fairdistill.config import Selection, TrainConfig
@@ -20,6 +21,12 @@ from fairdistill.data.core import SplitDataset, collate
 from fairdistill.distill.core import TeacherOutputs, TrainState
 from fairdistill.distill.method import Method
 from fairdistill.models.core import TappedModel
+from fairdistill.train.checkpoint import (
+    capture_rng,
+    load_training_checkpoint,
+    restore_rng,
+    save_training_checkpoint,
+)
 from fairdistill.train.optim import build_optimizer
 
 log = logging.getLogger(__name__)
@@ -42,10 +49,32 @@ def make_accelerator(device: str = "auto") -> Accelerator:
     return Accelerator(cpu=device == "cpu")
 
 
-def train_loader(split: SplitDataset, batch_size: int, seed: int) -> DataLoader:
-    """Shuffled loader whose order depends only on ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(split, batch_size=batch_size, shuffle=True, collate_fn=collate, generator=generator)
+class EpochShuffleSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order; with several
+    processes each takes every ``num_replicas``-th index of the same permutation."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, num_replicas: int = 1) -> None:
+        self.size, self.seed, self.rank, self.num_replicas = size, seed, rank, num_replicas
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        return iter(order[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.num_replicas))
+
+
+def train_loader(split: SplitDataset, batch_size: int, seed: int, accelerator: Accelerator | None = None) -> DataLoader:
+    """Shuffled loader whose order depends only on ``seed`` and the epoch (``loader.sampler.set_epoch``)."""
+    rank = accelerator.process_index if accelerator is not None else 0
+    replicas = accelerator.num_processes if accelerator is not None else 1
+    sampler = EpochShuffleSampler(len(split), seed, rank, replicas)
+    return DataLoader(split, batch_size=batch_size, sampler=sampler, collate_fn=collate)
 
 
 def fit(
@@ -60,30 +89,50 @@ def fit(
     validate: Validator | None = None,
     select: Selection = "last",
     desc: str = "train",
+    checkpoint: Path | None = None,
 ) -> FitResult:
-    """Train ``model`` with ``method`` and leave it holding the weights of the selected epoch."""
+    """Train ``model`` with ``method`` and leave it holding the weights of the selected epoch.
+
+    With ``checkpoint``, the complete training state is written there (atomically) after every epoch, and a
+    fit that finds the file continues from it, ending exactly as an uninterrupted fit would on the CPU.
+    """
     if method.requires_teacher and teacher_cache is None:
         raise ValueError(f"method {method.name} needs teacher outputs but no teacher cache was given")
     set_seed(seed)
     optimizer = build_optimizer([*model.parameters(), *method.parameters()], config)
-    loader = train_loader(train, config.batch_size, seed)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    loader = train_loader(train, config.batch_size, seed, accelerator)
+    model, optimizer = accelerator.prepare(model, optimizer)
     method.to(accelerator.device)
     raw_model: TappedModel = accelerator.unwrap_model(model)
     state = TrainState(num_epochs=config.epochs, steps_per_epoch=len(loader), model=raw_model,
                        device=accelerator.device)
     history: list[dict[str, Any]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    seconds_before = 0.0
+    first_epoch = 0
+    if checkpoint is not None and checkpoint.is_file():
+        saved = load_training_checkpoint(checkpoint)
+        raw_model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        method.load_state_dict(saved["method"])
+        state.step, state.select_from_epoch = saved["step"], saved["select_from_epoch"]
+        history, seconds_before, first_epoch = saved["history"], saved["seconds"], saved["epoch"]
+        if saved["best"] is not None:
+            best = (saved["best"]["score"], saved["best"]["epoch"], saved["best"]["state"])
+        restore_rng(saved["rng"])
+        log.info("%s: resumed after epoch %d from %s", desc, first_epoch, checkpoint)
     started = time.perf_counter()
 
-    for epoch in range(config.epochs):
+    for epoch in range(first_epoch, config.epochs):
         state.epoch = epoch
+        loader.sampler.set_epoch(epoch)
         method.on_epoch_start(state)
         model.train()
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True,
                    disable=None if accelerator.is_local_main_process else True)
         for batch in bar:
+            batch = batch.to(accelerator.device)
             student_out = model(batch.inputs)
             teacher_out = teacher_cache.lookup(batch.index, accelerator.device) if teacher_cache is not None else None
             loss, _logs = method.batch_loss(batch, student_out, teacher_out, state)
@@ -110,6 +159,13 @@ def fit(
             reinitialize(raw_model, optimizer, seed + epoch + 1)
             state.reinitialize_student = False
             log.info("%s: student re-initialised after epoch %d", desc, epoch + 1)
+        if checkpoint is not None and accelerator.is_main_process:
+            save_training_checkpoint(checkpoint, {
+                "epoch": epoch + 1, "step": state.step, "select_from_epoch": state.select_from_epoch,
+                "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "method": method.state_dict(),
+                "history": history, "seconds": seconds_before + time.perf_counter() - started, "rng": capture_rng(),
+                "best": None if best is None else {"score": best[0], "epoch": best[1], "state": best[2]},
+            })
 
     assert best is not None
     if select != "last":
@@ -117,7 +173,7 @@ def fit(
     best_epoch = best[1] if select != "last" else config.epochs
     log.info("%s: selected epoch %d by %s", desc, best_epoch, select)
     model.eval()
-    return FitResult(best_epoch=best_epoch, history=history, seconds=time.perf_counter() - started)
+    return FitResult(best_epoch=best_epoch, history=history, seconds=seconds_before + time.perf_counter() - started)
 
 
 def reinitialize(model: torch.nn.Module, optimizer: torch.optim.Optimizer, seed: int) -> None:
