@@ -1,4 +1,4 @@
-"""Command line: ``fairdistill run | list``. Thin: parses arguments and calls experiment.py."""
+"""Command line: ``fairdistill run | sweep | report | compare | list``. Thin: parses arguments, calls the library."""
 
 from __future__ import annotations
 
@@ -39,7 +39,55 @@ def run(
     console.print(to_rich(comparison_table(result.metrics, "test", TERMINAL_COLUMNS), title=f"{cfg.name}: test split"))
     console.print(transfer_rich(result.metrics, title=f"{cfg.name}: teacher → student (test, %)"))
     console.print(f"report: {result.run_dir / 'report.md'}", highlight=False)
+    console.print(f"html report: {result.run_dir / 'report.html'}", highlight=False)
     console.print(f"run directory: {result.run_dir}", highlight=False)
+
+
+@app.command()
+def sweep(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config (default: the embedded default run)")] = None,
+    grid: Annotated[list[str], typer.Option("--grid", help="A swept field: key.path=v1,v2,... (YAML values)")] = [],
+    set_: Annotated[list[str], typer.Option("--set", help="Override a field: key.path=value (YAML value)")] = [],
+    output: Annotated[Optional[Path], typer.Option("--output", help="Parent folder of the sweep directory")] = None,
+) -> None:
+    """Run the config at every point of a grid; write sweep.json and a trade-off plot in one sweep directory."""
+    from fairdistill.report.tables import to_rich
+    from fairdistill.sweep import run_sweep, sweep_table
+
+    result = run_sweep(config, grid, set_, output)
+    console.print(to_rich(sweep_table(result.document), title=f"{result.document['name']}: sweep (test split)"))
+    console.print(f"trade-off plot: {result.sweep_dir / 'tradeoff.png'}", highlight=False)
+    console.print(f"sweep directory: {result.sweep_dir}", highlight=False)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (holding metrics.json)")],
+) -> None:
+    """Rebuild report.html, report.md and the figures of a run directory."""
+    from fairdistill import experiment
+
+    html = experiment.rebuild_report(run_dir)
+    console.print(f"report: {html}", highlight=False)
+    console.print(f"report: {html.with_name('report.md')}", highlight=False)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="First run directory (A)")],
+    run_b: Annotated[Path, typer.Argument(help="Second run directory (B)")],
+    split: Annotated[str, typer.Option("--split", help="Split to compare: test or val")] = "test",
+) -> None:
+    """Print two runs' metrics side by side, per model and metric, with the difference B − A."""
+    from fairdistill.errors import ConfigError
+    from fairdistill.report.rundir import read_metrics
+    from fairdistill.report.tables import compare_table, to_rich
+
+    if split not in ("test", "val"):
+        raise ConfigError(f"--split: expected test or val, got {split!r}")
+    table = compare_table(read_metrics(run_a), read_metrics(run_b), split)
+    console.print(f"A: {run_a.resolve()}\nB: {run_b.resolve()}", highlight=False)
+    console.print(to_rich(table, title=f"{split} split: A vs B"))
 
 
 @app.command("list")

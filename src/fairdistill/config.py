@@ -83,6 +83,8 @@ class RunConfig(Options):
 
     name: str = Field(default="run", pattern=r"^[A-Za-z0-9_.\-]+$")
     seed: int = 0
+    #: Several seeds run every model once per seed (tables show mean ± std); omitted → ``[seed]``.
+    seeds: list[int] | None = Field(default=None, min_length=1)
     data: ComponentSpec
     teacher: RoleConfig = RoleConfig()
     student: RoleConfig = RoleConfig()
@@ -91,6 +93,20 @@ class RunConfig(Options):
     output: str = "runs/"
     device: Literal["auto", "cpu"] = "auto"
     cache_dir: str | None = None
+    #: Optional experiment tracker (through Accelerate): per-epoch records and test metrics are logged to it.
+    log_with: Literal["tensorboard", "mlflow", "wandb"] | None = None
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds to run: ``seeds`` when given (it takes precedence over ``seed``), else ``[seed]``."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds {seeds} repeat a seed; each seed runs once")
+        return seeds
 
     @field_validator("methods")
     @classmethod

@@ -27,7 +27,12 @@ from fairdistill.evaluate.metrics import compute_metrics
 from fairdistill.evaluate.predict import Predictions, predict
 from fairdistill.models import MODELS, TappedModel, build_model, count_parameters, default_model_spec
 from fairdistill.registry import Options
-from fairdistill.report.markdown import render_markdown
+from fairdistill.report.aggregate import combine_seeds
+from fairdistill.report.analysis import add_analysis
+from fairdistill.report.build import write_report
+from fairdistill.report.changes import example_renderer
+from fairdistill.report.rundir import checkpoints_dir, load_frames, predictions_dir
+from fairdistill.tracking import RunTracker, check_tracker
 from fairdistill.distill import TeacherOutputs
 from fairdistill.distill.features import pool_tap
 from fairdistill.train.cache import compute_teacher_outputs, default_cache_dir, load_or_compute
@@ -83,7 +88,8 @@ class Plan:
             f"train {self.teacher.train.epochs} epochs, lr {self.teacher.train.lr}, batch {self.teacher.train.batch_size}"
         )
         lines = [
-            f"run {cfg.name!r}, seed {cfg.seed}, output {Path(cfg.output).resolve()}",
+            f"run {cfg.name!r}, seed{'s' if len(cfg.seed_list) > 1 else ''} "
+            f"{', '.join(map(str, cfg.seed_list))}, output {Path(cfg.output).resolve()}",
             f"data: {cfg.data.name} ({self.modality}) {data}",
             f"teacher: {_spec_text(self.teacher.spec)} — {teacher_source}",
             f"student: {_spec_text(self.student.spec)}",
@@ -106,6 +112,7 @@ def _spec_text(spec: dict[str, Any]) -> str:
 
 def make_plan(config: RunConfig) -> Plan:
     """Resolve and validate every registered name and option of a config, without loading data."""
+    check_tracker(config.log_with)
     entry = DATASETS.get(config.data.name, where="data.name")
     data_options = DATASETS.options(config.data.name, config.data.options(), where="data")
     modality = entry.meta.get("modality", "tabular")
@@ -171,12 +178,13 @@ def method_context(
     epochs: int,
     teacher_train: TeacherOutputs | None = None,
     teacher_val: TeacherOutputs | None = None,
+    seed: int | None = None,
 ) -> MethodContext:
-    """What a method's components may read when they are built for one student."""
+    """What a method's components may read when they are built for one student (``seed``: default the run's)."""
     student_embedding_dim, tap_dims = probe(student, splits.train)
     return MethodContext(
         info=splits.info, train=splits.train, val=splits.val, teacher_train=teacher_train, teacher_val=teacher_val,
-        num_epochs=epochs, seed=plan.config.seed, student_embedding_dim=student_embedding_dim,
+        num_epochs=epochs, seed=plan.config.seed if seed is None else seed, student_embedding_dim=student_embedding_dim,
         teacher_embedding_dim=teacher_embedding_dim, student_taps=tuple(student.tap_names),
         student_model=plan.student.spec["name"], student_tap_dims=tap_dims,
     )
@@ -248,18 +256,55 @@ def _log_to(path: Path) -> Iterator[None]:
 
 
 def _execute(plan: Plan, run_dir: Path) -> dict[str, Any]:
+    """Every seed of the run, then metrics.json (seeds combined, amplification, margins) and the report."""
     config = plan.config
     started = time.time()
     accelerator = make_accelerator(config.device)
     splits = load_plan_data(plan)
-    info = splits.info
     log.info("data: %s", {name: len(split) for name, split in splits.items()})
+    seeds = config.seed_list
+    several = len(seeds) > 1
+    tracker = None
+    if accelerator.is_main_process:
+        tracker = RunTracker.open(config.log_with, config.name, run_dir, config.model_dump(mode="json"))
+    documents = {}
+    for k, seed in enumerate(seeds):
+        if several:
+            log.info("seed %d (%d of %d)", seed, k + 1, len(seeds))
+        records = _execute_seed(plan, splits, accelerator, seed, run_dir, several)
+        documents[seed] = _metrics_document(plan, splits, records, started, accelerator, seed)
+        if tracker is not None:
+            for record in records:
+                if record.fit is not None:
+                    tracker.log_history(f"seed{seed}/{record.name}" if several else record.name, record.fit.history)
+    metrics = combine_seeds(documents)
+    metrics = add_analysis(metrics, load_frames(run_dir, metrics, "test"), seed=seeds[0])
+    metrics["run"]["seconds"] = round(time.time() - started, 3)
+    write_json(run_dir / "metrics.json", metrics)
+    if accelerator.is_main_process:
+        renderer = example_renderer(splits.test, splits.info.modality, splits.provenance.get("feature_names"))
+        write_report(run_dir, metrics, renderer)
+    if tracker is not None:
+        tracker.log_final(metrics)
+        tracker.finish()
+    log.info("run finished in %.1f s", time.time() - started)
+    return metrics
+
+
+def _execute_seed(
+    plan: Plan, splits: Splits, accelerator: Accelerator, seed: int, run_dir: Path, several: bool
+) -> list[ModelRecord]:
+    """Train (or load) the teacher and train every student with one seed; write checkpoints and predictions."""
+    config = plan.config
+    info = splits.info
+    checkpoints = checkpoints_dir(run_dir, seed, several)
+    predictions_folder = predictions_dir(run_dir, seed, several)
 
     def validate(model: TappedModel) -> dict[str, float]:
         m = _metrics(model, splits, "val", accelerator, plan.student.train.eval_batch_size)
         return {"val_acc": m["accuracy"], "val_worst_group_acc": m["worst_group_accuracy"]}
 
-    records: list[ModelRecord] = [_teacher(plan, splits, accelerator, validate, run_dir)]
+    records: list[ModelRecord] = [_teacher(plan, splits, accelerator, validate, checkpoints, seed)]
     teacher_cache = teacher_val = None
     if plan.needs_teacher:
         teacher_cache = load_or_compute(
@@ -269,20 +314,20 @@ def _execute(plan: Plan, run_dir: Path) -> dict[str, Any]:
         teacher_val = TeacherOutputs(*compute_teacher_outputs(
             records[0].model, splits.val, plan.teacher.train.eval_batch_size, accelerator.device))
     for i, method_plan in enumerate(plan.methods):
-        set_seed(config.seed)
+        set_seed(seed)
         student = build_model(plan.student.spec, info, where="student.model")
         context = method_context(
             plan, splits, student, epochs=method_plan.train.epochs, teacher_train=teacher_cache,
             teacher_val=teacher_val, teacher_embedding_dim=None if teacher_cache is None or
-            teacher_cache.embedding is None else int(teacher_cache.embedding.shape[1]),
+            teacher_cache.embedding is None else int(teacher_cache.embedding.shape[1]), seed=seed,
         )
         method = build_method(method_plan.config, context, where=f"methods.{i}({method_plan.name})")
         result = fit(
-            student, method, splits.train, method_plan.train, accelerator=accelerator, seed=config.seed,
+            student, method, splits.train, method_plan.train, accelerator=accelerator, seed=seed,
             teacher_cache=teacher_cache if method.requires_teacher else None, validate=validate,
             select=config.select, desc=method_plan.name,
         )
-        _save_checkpoint(run_dir / "checkpoints" / f"{method_plan.name}.pt", student, plan.student.spec, info.num_classes)
+        _save_checkpoint(checkpoints / f"{method_plan.name}.pt", student, plan.student.spec, info.num_classes)
         readouts = method.readout_probabilities(student, {"val": splits.val, "test": splits.test}, accelerator.device)
         records.append(ModelRecord(method_plan.name, "student", method_plan.loss_kind, student, result, result.seconds,
                                    readouts=readouts))
@@ -292,20 +337,18 @@ def _execute(plan: Plan, run_dir: Path) -> dict[str, Any]:
             predictions = predict(record.model, getattr(splits, split_name), plan.student.train.eval_batch_size,
                                   accelerator.device)
             readouts = {tap: by_split[split_name] for tap, by_split in record.readouts.items()}
-            _write_predictions(run_dir / "predictions" / f"{record.name}-{split_name}.parquet", predictions, readouts)
+            _write_predictions(predictions_folder / f"{record.name}-{split_name}.parquet", predictions, readouts)
             record.metrics[split_name] = compute_metrics(
                 predictions.y, predictions.probs, predictions.attr, predictions.group, info
             )
-    metrics = _metrics_document(plan, splits, records, started, accelerator)
-    write_json(run_dir / "metrics.json", metrics)
-    write_text(run_dir / "report.md", render_markdown(metrics))
-    log.info("run finished in %.1f s", time.time() - started)
-    return metrics
+    return records
 
 
-def _teacher(plan: Plan, splits: Splits, accelerator: Accelerator, validate, run_dir: Path) -> ModelRecord:
+def _teacher(
+    plan: Plan, splits: Splits, accelerator: Accelerator, validate, checkpoints: Path, seed: int
+) -> ModelRecord:
     info = splits.info
-    set_seed(plan.config.seed)
+    set_seed(seed)
     teacher = build_model(plan.teacher.spec, info, where="teacher.model")
     if plan.teacher.checkpoint is not None:
         load_checkpoint(plan.teacher.checkpoint, teacher, info.num_classes)
@@ -313,9 +356,9 @@ def _teacher(plan: Plan, splits: Splits, accelerator: Accelerator, validate, run
         log.info("teacher loaded from %s", plan.teacher.checkpoint)
         return ModelRecord("teacher", "teacher", "checkpoint", teacher)
     erm = Method("teacher", LOSSES.get("erm").target(Options(), MethodContext(info, splits.train)))
-    result = fit(teacher, erm, splits.train, plan.teacher.train, accelerator=accelerator, seed=plan.config.seed,
+    result = fit(teacher, erm, splits.train, plan.teacher.train, accelerator=accelerator, seed=seed,
                  validate=validate, select=plan.config.select, desc="teacher")
-    _save_checkpoint(run_dir / "checkpoints" / "teacher.pt", teacher, plan.teacher.spec, info.num_classes)
+    _save_checkpoint(checkpoints / "teacher.pt", teacher, plan.teacher.spec, info.num_classes)
     return ModelRecord("teacher", "teacher", "erm", teacher, result, result.seconds)
 
 
@@ -372,7 +415,7 @@ def _cache_dir(config: RunConfig) -> Path:
 
 
 def _metrics_document(
-    plan: Plan, splits: Splits, records: list[ModelRecord], started: float, accelerator: Accelerator
+    plan: Plan, splits: Splits, records: list[ModelRecord], started: float, accelerator: Accelerator, seed: int
 ) -> dict[str, Any]:
     info = splits.info
     config = plan.config
@@ -406,7 +449,7 @@ def _metrics_document(
         },
         "run": {
             "name": config.name,
-            "seed": config.seed,
+            "seed": seed,
             "select": config.select,
             "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
             "seconds": round(time.time() - started, 3),
@@ -417,3 +460,28 @@ def _metrics_document(
         },
         "models": models,
     }
+
+
+def rebuild_report(run_dir: Path) -> Path:
+    """Redraw the figures and rewrite report.html / report.md of a finished run; returns report.html's path.
+
+    Reads metrics.json and the predictions; the dataset is reloaded from config.yaml only for the example
+    thumbnails of "what changed" (skipped with a warning when it cannot be loaded or no longer matches).
+    """
+    from fairdistill.config import load_config
+    from fairdistill.report.rundir import read_metrics
+
+    run_dir = Path(run_dir).resolve()
+    metrics = read_metrics(run_dir)
+    renderer = None
+    try:
+        config = load_config(run_dir / "config.yaml")
+        splits = load_dataset(config.data.name, config.data.options())
+        frames = load_frames(run_dir, metrics, "test")
+        reference = next(iter(next(iter(frames.values())).values()))
+        if len(splits.test) != len(reference) or not np.array_equal(splits.test.y.numpy(), reference["y"].to_numpy()):
+            raise FairdistillError("the reloaded test split does not match the saved predictions")
+        renderer = example_renderer(splits.test, splits.info.modality, splits.provenance.get("feature_names"))
+    except FairdistillError as exc:
+        log.warning("report: examples are not shown (%s)", exc)
+    return write_report(run_dir, metrics, renderer).html
