@@ -9,13 +9,30 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from fairdistill.errors import FairdistillError
+from fairdistill.errors import FairdistillError, as_user_error
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fair knowledge distillation: distil, then measure.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fair knowledge distillation: distil, then measure.",
+                  context_settings={"help_option_names": ["-h", "--help"]})
 console = Console()
 if not console.is_terminal:  # piped or logged output: wide enough for the tables instead of rich's 80 columns
     console.width = 140
 errors = Console(stderr=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from fairdistill import __version__
+
+        console.print(f"fairdistill {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+) -> None:
+    """Fair knowledge distillation: distil, then measure."""
 
 
 @app.command()
@@ -95,17 +112,36 @@ def compare(
     run_a: Annotated[Path, typer.Argument(help="First run directory (A)")],
     run_b: Annotated[Path, typer.Argument(help="Second run directory (B)")],
     split: Annotated[str, typer.Option("--split", help="Split to compare: test or val")] = "test",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Compare runs on different data anyway (with a warning)")] = False,
 ) -> None:
-    """Print two runs' metrics side by side, per model and metric, with the difference B − A."""
+    """Print two runs' metrics side by side, per model and metric, with the difference B − A.
+
+    Runs on different data (dataset name, options, split sizes, class / attribute / group names) are refused,
+    since better / worse means nothing across them; --force prints the table under a warning.
+    """
     from fairdistill.errors import ConfigError
     from fairdistill.report.rundir import read_metrics
-    from fairdistill.report.tables import compare_table, to_rich
+    from fairdistill.report.tables import compare_table, dataset_differences, to_rich
 
     if split not in ("test", "val"):
         raise ConfigError(f"--split: expected test or val, got {split!r}")
-    table = compare_table(read_metrics(run_a), read_metrics(run_b), split)
+    metrics_a, metrics_b = read_metrics(run_a), read_metrics(run_b)
+    differences = dataset_differences(metrics_a, metrics_b)
+    shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+    if differences and not force:
+        raise FairdistillError(f"A ({run_a}) and B ({run_b}) were run on different data, so their metrics are not "
+                               f"comparable: {shown} (--force compares them anyway)")
+    if differences:
+        from rich.markup import escape
+
+        errors.print(f"[bold red]WARNING: A and B were run on different data; better / worse below compares "
+                     f"different test sets:[/bold red] {escape(shown)}", highlight=False, soft_wrap=True)
+    table = compare_table(metrics_a, metrics_b, split)
     console.print(f"A: {run_a.resolve()}\nB: {run_b.resolve()}", highlight=False)
     console.print(to_rich(table, title=f"{split} split: A vs B"))
+    for note in table.notes:
+        console.print(note, highlight=False, markup=False)
 
 
 @app.command("list")
@@ -124,24 +160,28 @@ def list_components() -> None:
 
 
 def main() -> None:
-    """Entry point: user errors print one message and exit with status 2, without a traceback."""
+    """Entry point, and the one place that turns errors into exit statuses: a user error (a FairdistillError,
+    or what :func:`fairdistill.errors.as_user_error` counts as one, e.g. a full disk) prints one message and
+    exits with status 2, without a traceback; a command-line usage mistake exits 2 with the usage hint."""
+    from rich.markup import escape
+    from typer._click import exceptions as click_exceptions  # typer ships its own copy of click
+
     try:
         app(standalone_mode=False)
-    except FairdistillError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         errors.print("aborted")
         sys.exit(130)
+    except click_exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)  # 2 for usage mistakes
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        user_error = as_user_error(exc)
+        if user_error is None:
+            raise
+        errors.print(f"[red]error:[/red] {escape(str(user_error))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
 
-from fairdistill.errors import ConfigError
+from fairdistill.errors import SHOWN_VALUE_CHARS, ConfigError, shown_value
 from fairdistill.registry import Options, format_validation_error
 
 #: The embedded default run (``fairdistill run`` with no CONFIG).
@@ -23,11 +23,44 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 
 Selection = Literal["val_worst_group_acc", "val_acc", "last"]
 
+#: Names that become file or folder names (run names, method names): a letter or digit first, then letters,
+#: digits and ``_ . + -``, at most 64 characters. No path separators, no ``..``, no control characters.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}$")
+#: Suffix of a model's training checkpoint (``checkpoints/<name>-train.pt``); no method name may end with it.
+RESERVED_NAME_SUFFIX = "-train"
+#: Seeds seed numpy's generator, which takes 0 ≤ seed < 2**32.
+Seed = Annotated[int, Field(ge=0, lt=2**32, strict=True)]
+
+#: A config, once its YAML aliases are expanded, may hold at most this many values (a real one holds hundreds).
+MAX_CONFIG_VALUES = 20_000
+#: ... nested at most this deep.
+MAX_CONFIG_DEPTH = 32
+#: Largest config file read.
+MAX_CONFIG_BYTES = 1_000_000
 
 
 class _DataLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that also reads exponent floats without a dot (``1e-3``, ``5E4``) as floats, as
-    YAML 1.2 does, instead of as strings."""
+    YAML 1.2 does, instead of as strings, and refuses a key given twice in one mapping (PyYAML would keep
+    the last one silently, replacing a whole block)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key; the base class reports it
+                break
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"the key {shown_value(key)} is given twice (first at line {seen[key].start_mark.line + 1}); "
+                    "keep one", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 _DataLoader.add_implicit_resolver(
@@ -36,16 +69,43 @@ _DataLoader.add_implicit_resolver(
 )
 
 
-def yaml_data(text: str) -> Any:
-    """Parse YAML as plain data (safe: no tags, no code); ``1e-3`` is a float."""
-    return yaml.load(text, Loader=_DataLoader)  # noqa: S506 - a SafeLoader subclass
+def yaml_data(text: str, *, what: str = "the YAML value") -> Any:
+    """Parse YAML as plain data (safe: no tags, no code); ``1e-3`` is a float; duplicate keys are refused,
+    and so is a document that expands (through aliases) to an absurd size — see :func:`check_size`."""
+    try:
+        data = yaml.load(text, Loader=_DataLoader)  # noqa: S506 - a SafeLoader subclass
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise ConfigError(f"{what}: a value cannot be read ({shown_value(str(exc))})") from None
+    check_size(data, what)
+    return data
+
+
+def check_size(data: Any, what: str) -> None:
+    """Refuse data with more than MAX_CONFIG_VALUES values or deeper than MAX_CONFIG_DEPTH, counting every
+    use of a shared (aliased) value; stops counting at the limit, so an alias bomb costs microseconds."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{what} expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases "
+                              "repeated inside each other?); a run config needs far fewer")
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{what} is nested more than {MAX_CONFIG_DEPTH} levels deep")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+            stack.extend((k, depth + 1) for k in node)
+        elif isinstance(node, (list, tuple)):
+            stack.extend((v, depth + 1) for v in node)
 
 
 class TrainConfig(Options):
     """Optimisation settings of one model."""
 
     epochs: PositiveInt = 10
-    lr: PositiveFloat = 1.0e-3
+    #: At most 10: larger steps only diverge (the loss becomes NaN after a few batches).
+    lr: float = Field(default=1.0e-3, gt=0.0, le=10.0)
     batch_size: PositiveInt = 64
     eval_batch_size: PositiveInt = 512
     weight_decay: float = Field(default=0.0, ge=0.0)
@@ -91,6 +151,15 @@ class RoleConfig(Options):
     checkpoint: str | None = None
 
 
+def check_file_name(name: str, what: str) -> str:
+    """``name`` when it is safe as a file name (see SAFE_NAME); otherwise a ValueError saying why."""
+    if not SAFE_NAME.match(name):
+        raise ValueError(
+            f"{what} {shown_value(name)} cannot be used: it names files of the run, so it must start with a letter "
+            "or digit and hold only letters, digits and _ . + - (at most 64 characters; no / or ..)")
+    return name
+
+
 class MethodConfig(Options):
     """One distillation method: a loss (default: the loss kind named like the method) and, later, weightings."""
 
@@ -105,14 +174,23 @@ class MethodConfig(Options):
     def loss_kind(self) -> str:
         return self.loss.kind if self.loss is not None else self.name
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        check_file_name(name, "method name")
+        if name.lower().endswith(RESERVED_NAME_SUFFIX):
+            raise ValueError(f"method name {name!r} ends with {RESERVED_NAME_SUFFIX!r}, which the run keeps for "
+                             "training checkpoints (checkpoints/<model>-train.pt); rename the method")
+        return name
+
 
 class RunConfig(Options):
     """A whole run: dataset, teacher, student, methods, checkpoint selection and output folder."""
 
-    name: str = Field(default="run", pattern=r"^[A-Za-z0-9_.\-]+$")
-    seed: int = 0
+    name: str = "run"
+    seed: Seed = 0
     #: Several seeds run every model once per seed (tables show mean ± std); omitted → ``[seed]``.
-    seeds: list[int] | None = Field(default=None, min_length=1)
+    seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=1000)
     data: ComponentSpec
     teacher: RoleConfig = RoleConfig()
     student: RoleConfig = RoleConfig()
@@ -131,6 +209,11 @@ class RunConfig(Options):
         """The seeds to run: ``seeds`` when given (it takes precedence over ``seed``), else ``[seed]``."""
         return list(self.seeds) if self.seeds is not None else [self.seed]
 
+    @field_validator("name")
+    @classmethod
+    def _safe_run_name(cls, name: str) -> str:
+        return check_file_name(name, "run name")
+
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, seeds: list[int] | None) -> list[int] | None:
@@ -141,16 +224,18 @@ class RunConfig(Options):
     @field_validator("methods")
     @classmethod
     def _unique_method_names(cls, methods: list[MethodConfig]) -> list[MethodConfig]:
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for method in methods:
-            if method.name in seen:
-                raise ValueError(f"method name {method.name!r} is used twice; names must be unique")
-            seen.add(method.name)
+            folded = method.name.lower()  # checkpoints/KD.pt and checkpoints/kd.pt are one file on some disks
+            if folded in seen:
+                same = "is used twice" if seen[folded] == method.name else f"differs from {seen[folded]!r} only in case"
+                raise ValueError(f"method name {method.name!r} {same}; names must be unique (they name files)")
+            seen[folded] = method.name
         return methods
 
     @model_validator(mode="after")
     def _teacher_not_named_like_a_method(self) -> "RunConfig":
-        if any(m.name == "teacher" for m in self.methods):
+        if any(m.name.lower() == "teacher" for m in self.methods):
             raise ValueError("'teacher' is reserved for the teacher model; rename that method")
         return self
 
@@ -160,8 +245,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path.resolve()}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is {path.stat().st_size:,} bytes; a run config is a few kB "
+                          f"(at most {MAX_CONFIG_BYTES:,} bytes are read)")
     try:
-        raw = yaml_data(path.read_text(encoding="utf-8"))
+        raw = yaml_data(path.read_text(encoding="utf-8"), what=f"config file {path}")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -182,15 +270,16 @@ def apply_override(raw: dict[str, Any], assignment: str) -> dict[str, Any]:
     List entries are addressed by their ``name`` (``methods.kd.loss.tau=4``) or by position (``methods.0``).
     """
     if "=" not in assignment:
-        raise ConfigError(f"--set {assignment!r}: expected key.path=value")
+        raise ConfigError(f"--set {shown_value(assignment)}: expected key.path=value")
     path, _, text = assignment.partition("=")
     keys = [k for k in path.strip().split(".")]
     if not path.strip() or any(not k for k in keys):
-        raise ConfigError(f"--set {assignment!r}: the key path is empty or has an empty segment")
+        raise ConfigError(f"--set {shown_value(assignment)}: the key path is empty or has an empty segment")
     try:
-        value = yaml_data(text) if text.strip() else None
+        value = yaml_data(text, what=f"--set {path}") if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {path}: value {text!r} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(f"--set {path}: value {shown_value(text)} is not valid YAML "
+                          f"({getattr(exc, 'problem', exc)})") from None
     result = copy.deepcopy(raw)
     node: Any = result
     for depth, key in enumerate(keys[:-1]):
@@ -222,11 +311,18 @@ def _list_entry(items: list[Any], key: str, where: str) -> Any:
     if key.isdigit() and int(key) < len(items):
         return items[int(key)]
     names = [str(item.get("name")) for item in items if isinstance(item, dict)]
-    raise ConfigError(f"--set {where}: no list entry named {key!r}; entries: {', '.join(names) or '(none)'}")
+    raise ConfigError(f"--set {where}: no list entry named {shown_value(key)}; entries: "
+                      f"{_bounded(', '.join(names)) if names else '(none)'}")
+
+
+def _bounded(text: str) -> str:
+    """``text`` cut to SHOWN_VALUE_CHARS (for lists of names echoed in a message)."""
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
 
 
 def parse_config(raw: dict[str, Any]) -> RunConfig:
     """Validate a raw mapping into a RunConfig; every problem is reported with its field path."""
+    check_size(raw, "the config")
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
@@ -240,8 +336,9 @@ def _with_method_names(message: str, raw: dict[str, Any]) -> str:
         return message
     for i, entry in enumerate(methods):
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            message = message.replace(f"methods.{i}.", f"methods.{i}({entry['name']}).")
-            message = message.replace(f"methods.{i}:", f"methods.{i}({entry['name']}):")
+            name = entry["name"] if SAFE_NAME.match(entry["name"]) else shown_value(entry["name"])
+            message = message.replace(f"methods.{i}.", f"methods.{i}({name}).")
+            message = message.replace(f"methods.{i}:", f"methods.{i}({name}):")
     return message
 
 

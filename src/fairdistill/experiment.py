@@ -25,28 +25,35 @@ from fairdistill.data import DATASETS, Splits, collate, load_dataset
 from fairdistill.data.core import ensure_encoding
 from fairdistill.distill import LOSSES, Method, MethodContext, build_method, resolve_loss
 from fairdistill.distill.method import validate_parts
-from fairdistill.errors import ConfigError, FairdistillError
-from fairdistill.output_dirs import new_stamped_dir
+from fairdistill.errors import ConfigError, FairdistillError, TrainingDivergedError, as_user_error
+from fairdistill.output_dirs import check_output_parent, new_stamped_dir
 from fairdistill.evaluate.metrics import compute_metrics
 from fairdistill.evaluate.predict import Predictions, predict
 from fairdistill.models import MODELS, TappedModel, build_model, count_parameters, default_model_spec
+from fairdistill.models.core import check_model_modality
 from fairdistill.registry import Options
 from fairdistill.report.aggregate import combine_seeds
 from fairdistill.report.analysis import add_analysis
 from fairdistill.report.build import write_report
 from fairdistill.report.changes import example_renderer
-from fairdistill.report.rundir import checkpoints_dir, load_frames, predictions_dir
+from fairdistill.report.rundir import METRICS_SCHEMA_VERSION, checkpoints_dir, load_frames, predictions_dir
+from fairdistill.run_record import check_same_config, read_record, record_data, start_record
 from fairdistill.tracking import RunTracker, check_tracker
 from fairdistill.distill import TeacherOutputs
 from fairdistill.distill.features import pool_tap
-from fairdistill.train.cache import compute_teacher_outputs, default_cache_dir, load_or_compute
+from fairdistill.train.cache import (
+    compute_teacher_outputs,
+    default_cache_dir,
+    load_or_compute,
+    split_digest,
+    usable_cache_dir,
+)
+from fairdistill.train.checkpoint import load_model_checkpoint, save_model_checkpoint
 from fairdistill.train.engine import FitResult, fit, make_accelerator
 
 log = logging.getLogger("fairdistill")
 T = TypeVar("T")
 
-METRICS_SCHEMA_VERSION = 1
-CHECKPOINT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ def make_plan(config: RunConfig) -> Plan:
         spec = role_config.model.model_dump() if role_config.model is not None else default_model_spec(modality, role)
         spec = {"name": spec.pop("name"), **spec}
         MODELS.options(spec["name"], {k: v for k, v in spec.items() if k != "name"}, where=f"{role}.model")
+        check_model_modality(spec["name"], modality, where=f"{role}.model", dataset=config.data.name)
         checkpoint = None
         if role_config.checkpoint is not None:
             if role == "student":
@@ -166,6 +174,9 @@ def dry_run(config: RunConfig) -> str:
     cannot be reached, what depends on them is listed as checkable only with the hub instead of failing.
     """
     plan = make_plan(config)
+    check_output_parent(Path(config.output))
+    if plan.needs_teacher:
+        usable_cache_dir(_cache_dir(config))  # warns now, not after the teacher trained, when it cannot be used
     hub_only: list[str] = []
     lines = [plan.describe()]
     splits = _hub_tolerant(lambda: load_plan_data(plan), bool(getattr(plan.data_options, "hub", False)),
@@ -178,6 +189,8 @@ def dry_run(config: RunConfig) -> str:
                                       bool((plan.teacher if role == "teacher" else plan.student).spec.get("hub")),
                                       f"{role}.model", hub_only) for role in ("teacher", "student")}
         teacher, student = models["teacher"], models["student"]
+        if teacher is not None and plan.teacher.checkpoint is not None:
+            load_model_checkpoint(plan.teacher.checkpoint, teacher, splits.info.num_classes)
         if student is None or teacher is None:
             hub_only.append("methods (their taps and widths are read from the models)")
         else:
@@ -267,17 +280,44 @@ TRAINING_CHECKPOINT_SUFFIX = "-train.pt"
 
 
 def run(config: RunConfig) -> RunResult:
-    """Execute a whole run and write its directory under ``config.output``; returns it with the metrics."""
+    """Execute a whole run and write its directory under ``config.output``; returns it with the metrics.
+
+    A user error met on the way (bad data, an unreadable checkpoint, a full disk) removes the run directory,
+    which would only hold a half-written run; a loss that diverges keeps the models finished before it and
+    says where. Crashes and interruptions keep the directory for ``--resume``.
+    """
     plan = make_plan(config)
     run_dir = new_stamped_dir(Path(config.output), config.name)
     try:
         write_text(run_dir / "config.yaml", config_to_yaml(config))
-        return _run_in(plan, run_dir, resumed=False)
-    except FairdistillError:
-        # a user error (bad data, unreadable checkpoint, ...) found while running: the directory would only
-        # hold a half-written run, so it goes; crashes and interruptions keep it for --resume
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+        start_record(run_dir, resolved_config(config))
+        return _run_in(plan, run_dir, record=None)
+    except BaseException as exc:
+        user_error = as_user_error(exc, where=run_dir)
+        if user_error is None:
+            raise
+        raise _after_user_error(user_error, run_dir) from None
+
+
+def resolved_config(config: RunConfig) -> dict[str, Any]:
+    """The config as written to config.yaml (defaults filled in), as JSON-like data."""
+    return config.model_dump(mode="json", exclude_none=True)
+
+
+def _after_user_error(error: FairdistillError, run_dir: Path) -> FairdistillError:
+    """Remove a fresh run's directory after a user error, or keep the finished models of a diverged run."""
+    finished = sorted(p.stem for p in (run_dir / "checkpoints").rglob("*.pt")
+                      if not p.name.endswith(TRAINING_CHECKPOINT_SUFFIX))
+    if isinstance(error, TrainingDivergedError) and finished:
+        for partial in (run_dir / "checkpoints").rglob(f"*{TRAINING_CHECKPOINT_SUFFIX}"):
+            partial.unlink()  # the diverged model's; resuming with the same settings would diverge again
+        teacher = next(run_dir.glob("checkpoints/**/teacher.pt"), None)
+        reuse = f"; reuse the teacher with teacher.checkpoint: {teacher}" if teacher is not None else ""
+        return TrainingDivergedError(
+            f"{error}\nThe models finished before it ({', '.join(dict.fromkeys(finished))}) are kept in "
+            f"{run_dir / 'checkpoints'}{reuse}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return error
 
 
 def resume(run_dir: Path) -> RunResult:
@@ -296,19 +336,29 @@ def resume(run_dir: Path) -> RunResult:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise FairdistillError(f"--resume: {run_dir} has no config.yaml (is it a fairdistill run directory?)")
+    record = read_record(run_dir)
     config = load_config(config_path)
+    check_same_config(run_dir, record, resolved_config(config))
     if (run_dir / COMPLETE_MARKER).is_file():
         log.warning("run %s is already complete; nothing to resume", run_dir)
         return RunResult(run_dir, read_metrics(run_dir))
-    return _run_in(make_plan(config), run_dir, resumed=True)
+    try:
+        return _run_in(make_plan(config), run_dir, record=record)
+    except BaseException as exc:
+        user_error = as_user_error(exc, where=run_dir)
+        if user_error is None:
+            raise
+        raise user_error from None  # the directory stays: it holds the run being resumed
 
 
-def _run_in(plan: Plan, run_dir: Path, *, resumed: bool) -> RunResult:
+def _run_in(plan: Plan, run_dir: Path, *, record: dict[str, Any] | None) -> RunResult:
+    """Run (``record`` None) or resume (``record``: run.json as read at resume) a run in its directory."""
+    resumed = record is not None
     with _log_to(run_dir / "log.txt"):
         log.info("fairdistill %s, torch %s, run dir %s%s", fairdistill.__version__, torch.__version__, run_dir,
                  " (resumed)" if resumed else "")
         log.info("plan:\n%s", plan.describe())
-        metrics = _execute(plan, run_dir)
+        metrics = _execute(plan, run_dir, record)
         write_text(run_dir / COMPLETE_MARKER, dt.datetime.now().isoformat(timespec="seconds") + "\n")
         for stale in (run_dir / "checkpoints").rglob(f"*{TRAINING_CHECKPOINT_SUFFIX}"):
             stale.unlink()  # only needed to resume; the selected weights stay in checkpoints/<model>.pt
@@ -336,13 +386,15 @@ def _log_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def _execute(plan: Plan, run_dir: Path) -> dict[str, Any]:
+def _execute(plan: Plan, run_dir: Path, record: dict[str, Any] | None) -> dict[str, Any]:
     """Every seed of the run, then metrics.json (seeds combined, amplification, margins) and the report."""
     config = plan.config
     started = time.time()
     accelerator = make_accelerator(config.device, config.mixed_precision)
     splits = load_plan_data(plan)
     log.info("data: %s", {name: len(split) for name, split in splits.items()})
+    record_data(run_dir, record, {name: split_digest(split) for name, split in splits.items()})
+    cache_dir = usable_cache_dir(_cache_dir(config)) if plan.needs_teacher else _cache_dir(config)
     seeds = config.seed_list
     several = len(seeds) > 1
     tracker = None
@@ -352,7 +404,7 @@ def _execute(plan: Plan, run_dir: Path) -> dict[str, Any]:
     for k, seed in enumerate(seeds):
         if several:
             log.info("seed %d (%d of %d)", seed, k + 1, len(seeds))
-        records = _execute_seed(plan, splits, accelerator, seed, run_dir, several)
+        records = _execute_seed(plan, splits, accelerator, seed, run_dir, several, cache_dir)
         documents[seed] = _metrics_document(plan, splits, records, started, accelerator, seed)
         if tracker is not None:
             for record in records:
@@ -373,7 +425,7 @@ def _execute(plan: Plan, run_dir: Path) -> dict[str, Any]:
 
 
 def _execute_seed(
-    plan: Plan, splits: Splits, accelerator: Accelerator, seed: int, run_dir: Path, several: bool
+    plan: Plan, splits: Splits, accelerator: Accelerator, seed: int, run_dir: Path, several: bool, cache_dir: Path
 ) -> list[ModelRecord]:
     """Train (or load) the teacher and train every student with one seed; write checkpoints and predictions."""
     config = plan.config
@@ -389,8 +441,8 @@ def _execute_seed(
     teacher_cache = teacher_val = None
     if plan.needs_teacher:
         teacher_cache = load_or_compute(
-            records[0].model, splits.train, _dataset_description(plan), _cache_dir(config),
-            plan.teacher.train.eval_batch_size, accelerator.device,
+            records[0].model, splits.train, _dataset_description(plan), cache_dir,
+            plan.teacher.train.eval_batch_size, accelerator.device, num_classes=info.num_classes,
         )
         teacher_val = TeacherOutputs(*compute_teacher_outputs(
             records[0].model, splits.val, plan.teacher.train.eval_batch_size, accelerator.device))
@@ -409,7 +461,7 @@ def _execute_seed(
             select=config.select, desc=method_plan.name,
             checkpoint=checkpoints / f"{method_plan.name}{TRAINING_CHECKPOINT_SUFFIX}",
         )
-        _save_checkpoint(checkpoints / f"{method_plan.name}.pt", student, plan.student.spec, info.num_classes)
+        save_model_checkpoint(checkpoints / f"{method_plan.name}.pt", student, plan.student.spec, info.num_classes)
         readouts = method.readout_probabilities(student, {"val": splits.val, "test": splits.test}, accelerator.device)
         records.append(ModelRecord(method_plan.name, "student", method_plan.loss_kind, student, result, result.seconds,
                                    readouts=readouts))
@@ -433,7 +485,7 @@ def _teacher(
     set_seed(seed)
     teacher = build_role_model(plan, "teacher", splits)
     if plan.teacher.checkpoint is not None:
-        load_checkpoint(plan.teacher.checkpoint, teacher, info.num_classes)
+        load_model_checkpoint(plan.teacher.checkpoint, teacher, info.num_classes)
         teacher.to(accelerator.device).eval()
         log.info("teacher loaded from %s", plan.teacher.checkpoint)
         return ModelRecord("teacher", "teacher", "checkpoint", teacher)
@@ -441,42 +493,13 @@ def _teacher(
     result = fit(teacher, erm, splits.train, plan.teacher.train, accelerator=accelerator, seed=seed,
                  validate=validate, select=plan.config.select, desc="teacher",
                  checkpoint=checkpoints / f"teacher{TRAINING_CHECKPOINT_SUFFIX}")
-    _save_checkpoint(checkpoints / "teacher.pt", teacher, plan.teacher.spec, info.num_classes)
+    save_model_checkpoint(checkpoints / "teacher.pt", teacher, plan.teacher.spec, info.num_classes)
     return ModelRecord("teacher", "teacher", "erm", teacher, result, result.seconds)
 
 
 def _metrics(model: TappedModel, splits: Splits, split: str, accelerator: Accelerator, batch_size: int) -> dict:
     p: Predictions = predict(model, getattr(splits, split), batch_size, accelerator.device)
     return compute_metrics(p.y, p.probs, p.attr, p.group, splits.info)
-
-
-def _save_checkpoint(path: Path, model: TappedModel, spec: dict[str, Any], num_classes: int) -> None:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": CHECKPOINT_FORMAT, "model": spec, "num_classes": num_classes, "state_dict": state}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_checkpoint(path: Path, model: TappedModel, num_classes: int) -> None:
-    """Load weights saved by a run into ``model`` (``weights_only=True``: no code runs from the file)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise FairdistillError(f"teacher.checkpoint {path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or "state_dict" not in payload:
-        raise FairdistillError(f"teacher.checkpoint {path}: expected a fairdistill checkpoint with a state_dict")
-    saved_classes = payload.get("num_classes")
-    if saved_classes != num_classes:
-        raise FairdistillError(
-            f"teacher.checkpoint {path}: the teacher predicts {saved_classes} classes but the data has {num_classes}"
-        )
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise FairdistillError(
-            f"teacher.checkpoint {path}: weights do not fit teacher.model {payload.get('model')} ({first})"
-        ) from None
 
 
 def _write_predictions(path: Path, predictions: Predictions, readouts: dict[str, np.ndarray] | None = None) -> None:
@@ -556,11 +579,11 @@ def rebuild_report(run_dir: Path) -> Path:
 
     run_dir = Path(run_dir).resolve()
     metrics = read_metrics(run_dir)
+    frames = load_frames(run_dir, metrics, "test")
     renderer = None
     try:
         config = load_config(run_dir / "config.yaml")
         splits = load_dataset(config.data.name, config.data.options())
-        frames = load_frames(run_dir, metrics, "test")
         reference = next(iter(next(iter(frames.values())).values()))
         if len(splits.test) != len(reference) or not np.array_equal(splits.test.y.numpy(), reference["y"].to_numpy()):
             raise FairdistillError("the reloaded test split does not match the saved predictions")

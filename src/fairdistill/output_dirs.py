@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from fairdistill.errors import FairdistillError
@@ -32,3 +33,15 @@ def new_stamped_dir(parent: Path, name: str, what: str = "run") -> Path:
         raise FairdistillError(f"output: cannot create a {what} directory under {parent.resolve()}: "
                                f"{exc.strerror or exc}") from None
     raise FairdistillError(f"could not create a {what} directory under {parent.resolve()}")
+
+
+def check_output_parent(parent: Path, what: str = "run") -> None:
+    """Check, without creating anything, that ``parent`` could hold a new directory (for ``--dry-run``):
+    its nearest existing ancestor must be a writable directory."""
+    existing = parent.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FairdistillError(f"output: {existing} is not a directory (a file is in the way)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FairdistillError(f"output directory {existing} is not writable, so no {what} directory can be created")

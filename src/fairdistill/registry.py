@@ -7,20 +7,42 @@ entry such as ``{name: adult, protected: race}`` can be validated with errors th
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from fairdistill.errors import ConfigError
+from fairdistill.errors import ConfigError, shown_value
 
 T = TypeVar("T")
 
 
 class Options(BaseModel):
-    """Base class of every entry's options: unknown keys are errors, values are validated strictly by type."""
+    """Base class of every entry's options: unknown keys are errors, values are validated strictly by type.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Numbers must be finite, and a number field takes neither a boolean (``epochs: true`` is not 1) nor a text
+    (``lr: "1e-3"``); pydantic would otherwise convert both silently.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or not isinstance(value, (bool, str)):
+            return value
+        accepted = _accepted_types(field.annotation)
+        if accepted is None:
+            return value
+        expected = "an integer" if float not in accepted else "a number"
+        if isinstance(value, bool) and bool not in accepted and accepted & {int, float}:
+            raise ValueError(f"expected {expected}, got the boolean {value}")
+        if isinstance(value, str) and accepted & {int, float} and not accepted - {int, float, type(None)}:
+            raise ValueError(f"expected {expected}, got the text {shown_value(value)}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -73,6 +95,27 @@ class Registry(Generic[T]):
         return validate_options(entry.options, raw, where=where)
 
 
+def _accepted_types(annotation: Any) -> set[Any] | None:
+    """The plain types an annotation admits (``Annotated``, ``Optional``, unions unpacked; Literal values'
+    types), or None when it admits anything."""
+    if annotation is Any or annotation is None:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _accepted_types(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        accepted: set[Any] = set()
+        for arg in typing.get_args(annotation):
+            inner = _accepted_types(arg)
+            if inner is None:
+                return None
+            accepted |= inner
+        return accepted
+    if origin is typing.Literal:
+        return {type(v) for v in typing.get_args(annotation)}
+    return {origin or annotation}
+
+
 def validate_options(model: type[Options], raw: Mapping[str, Any], *, where: str) -> Options:
     """Build ``model`` from ``raw``; a validation failure becomes one ConfigError naming each bad field path."""
     try:
@@ -91,6 +134,9 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
         elif err["type"] == "missing":
             lines.append(f"{path}: required field is missing")
         else:
-            got = err.get("input")
-            lines.append(f"{path}: {err['msg']} (got {got!r})")
+            message = err["msg"].removeprefix("Value error, ")
+            # a check of the whole entry (empty loc) or one of ours (value_error, which names the value) is
+            # not followed by the input: that would repeat the entry or the value
+            echo = "" if err["type"] == "value_error" or not err["loc"] else f" (got {shown_value(err.get('input'))})"
+            lines.append(f"{path or 'config'}: {message}{echo}")
     return "invalid config:\n  " + "\n  ".join(lines)

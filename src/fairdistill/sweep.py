@@ -21,7 +21,7 @@ import yaml
 
 from fairdistill.atomic_io import atomic_path, write_json
 from fairdistill.config import DEFAULT_CONFIG, RunConfig, apply_override, load_yaml, parse_config, yaml_data
-from fairdistill.errors import ConfigError
+from fairdistill.errors import ConfigError, shown_value
 from fairdistill.output_dirs import new_stamped_dir
 from fairdistill.report.tables import ComparisonTable
 
@@ -64,14 +64,14 @@ def split_values(text: str) -> list[str]:
         elif char in "]}":
             depth -= 1
             if depth < 0:
-                raise ConfigError(f"--grid value list {text!r}: unbalanced '{char}'")
+                raise ConfigError(f"--grid value list {shown_value(text)}: unbalanced '{char}'")
         elif char == "," and depth == 0:
             items.append("".join(current).strip())
             current = []
             continue
         current.append(char)
     if depth != 0 or quote:
-        raise ConfigError(f"--grid value list {text!r}: unclosed bracket or quote")
+        raise ConfigError(f"--grid value list {shown_value(text)}: unclosed bracket or quote")
     items.append("".join(current).strip())
     return items
 
@@ -79,22 +79,22 @@ def split_values(text: str) -> list[str]:
 def parse_grid(spec: str) -> GridAxis:
     """``key.path=v1,v2,...`` → a GridAxis (at least one value; no empty value; no repeated value)."""
     if "=" not in spec:
-        raise ConfigError(f"--grid {spec!r}: expected key.path=value1,value2,...")
+        raise ConfigError(f"--grid {shown_value(spec)}: expected key.path=value1,value2,...")
     path, _, text = spec.partition("=")
     path = path.strip()
     if not path or any(not part for part in path.split(".")):
-        raise ConfigError(f"--grid {spec!r}: the key path is empty or has an empty segment")
+        raise ConfigError(f"--grid {shown_value(spec)}: the key path is empty or has an empty segment")
     texts = split_values(text)
     if any(not t for t in texts):
-        raise ConfigError(f"--grid {path}: empty value in {text!r} (values are separated by commas)")
+        raise ConfigError(f"--grid {path}: empty value in {shown_value(text)} (values are separated by commas)")
     values = []
     for t in texts:
         try:
-            values.append(yaml_data(t))
+            values.append(yaml_data(t, what=f"--grid {path}"))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--grid {path}: value {t!r} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+            raise ConfigError(f"--grid {path}: value {shown_value(t)} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if len(set(texts)) != len(texts):
-        raise ConfigError(f"--grid {path}: a value is repeated in {text!r}")
+        raise ConfigError(f"--grid {path}: a value is repeated in {shown_value(text)}")
     return GridAxis(path, tuple(texts), tuple(values))
 
 

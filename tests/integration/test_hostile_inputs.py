@@ -18,6 +18,9 @@ import torch
 import yaml
 
 from cli_runner import run_cli as cli
+from fairdistill.config import load_config
+from fairdistill.experiment import resolved_config
+from fairdistill.run_record import start_record
 
 TINY = {
     "name": "hostile",
@@ -127,6 +130,7 @@ def test_corrupted_training_checkpoint_on_resume(teacher_checkpoint: Path, tmp_p
     run_dir = tmp_path / "stopped"
     (run_dir / "checkpoints").mkdir(parents=True)
     config_file(run_dir / "config.yaml")
+    start_record(run_dir, resolved_config(load_config(run_dir / "config.yaml")))  # as a fresh run writes it
     broken = run_dir / "checkpoints" / "teacher-train.pt"
     broken.write_bytes(b"\x00" * 100)
     expect_user_error(monkeypatch, capsys, ["run", "--resume", str(run_dir)],

@@ -176,7 +176,7 @@ def test_bad_specs_are_refused_without_touching_the_network(
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    from fairdistill.experiment import _save_checkpoint, load_checkpoint
+    from fairdistill.train.checkpoint import load_model_checkpoint as load_checkpoint, save_model_checkpoint as _save_checkpoint
 
     spec = {"name": "hf", "config": TINY_BERT, "tokenizer": MINILM, "max_length": 24}
     torch.manual_seed(0)

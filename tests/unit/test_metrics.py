@@ -193,9 +193,10 @@ def test_no_defined_disparity_gives_none() -> None:
     assert m["recall_disparity"] == {"neg": None, "pos": None}
     assert m["recall_disparity_mad"] is None
     assert m["recall_disparity_max"] is None
-    # One attribute value: no gap between attribute values.
-    assert m["dp_difference"] == 0.0
-    assert m["eo_difference"] == 0.0
+    # One attribute value: no gap between attribute values, so the gaps are undefined (not 0, "perfectly fair").
+    for key in ("dp_difference", "dp_difference_max", "eo_difference", "eo_difference_max"):
+        assert m[key] is None, key
+    assert m["undefined"]["dp_difference"] == "the attribute has one value (a0) in this split"
 
 
 def test_perfect_predictor() -> None:

@@ -67,7 +67,7 @@ def test_bad_model_option_names_the_field() -> None:
 
 
 def test_model_modality_mismatch_is_explained() -> None:
-    with pytest.raises(ConfigError, match="mlp needs flat"):
+    with pytest.raises(ConfigError, match=r"student.model.name: model mlp needs tabular data, but data img is image. Use an image model \(cnn"):
         build_model({"name": "mlp"}, IMAGE, where="student.model")
 
 

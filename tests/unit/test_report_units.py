@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +335,8 @@ def test_read_metrics_errors(tmp_path: Path) -> None:
     with pytest.raises(FairdistillError, match="not a fairdistill metrics file"):
         read_metrics(tmp_path)
     (tmp_path / "metrics.json").write_text(json.dumps({"models": {}, "dataset": {}}))
-    assert read_metrics(tmp_path) == {"models": {}, "dataset": {}}
+    with pytest.raises(FairdistillError, match="metrics.json: schema_version: missing"):
+        read_metrics(tmp_path)
 
 
 def test_text_examples_show_both_fields_escaped() -> None:
@@ -349,3 +351,59 @@ def test_text_examples_show_both_fields_escaped() -> None:
     render = example_renderer(split, "text")
     assert render(0) == ('<span class="snippet">A man &lt;b&gt;sleeps&lt;/b&gt;. <b>/</b> Nobody sleeps.</span>')
     assert render(1) == f'<span class="snippet">{"x" * 159}… <b>/</b> ok</span>'
+
+
+# ----------------------------------------------------------------------------------------------- hostile names
+
+SCRIPT = "<script>alert(1)</script>"
+#: A model name names files, so it holds no "/"; the rest of the names may hold anything.
+MODEL = "<b onmouseover=alert(3)>kd"
+
+
+def _hostile_document() -> dict[str, Any]:
+    """A metrics document whose run, dataset, class, attribute, group and model names hold HTML and pipes."""
+    classes, attrs = [SCRIPT, "a|b"], ["x", "<img src=x onerror=alert(2)>"]
+    groups = [f"{c}|{a}" for c in classes for a in attrs]
+    split = {"accuracy": 0.5, "worst_group_accuracy": 0.25, "group_accuracy": {g: 0.5 for g in groups}}
+
+    def model(role: str) -> dict[str, Any]:
+        return {"role": role, "method": "kd", "params": 10, "train_seconds": 1.0, "splits": {"val": split, "test": split}}
+
+    return {
+        "schema_version": 1,
+        "dataset": {"name": SCRIPT, "num_classes": 2, "class_names": classes, "attr_label": "a|b" + SCRIPT,
+                    "attr_names": attrs, "group_names": groups},
+        "run": {"name": SCRIPT, "seed": 0, "select": "last"},
+        "models": {MODEL: model("student"), "a|b": model("student")},
+    }
+
+
+def test_markdown_escapes_html_and_pipes_in_names(tmp_path: Path) -> None:
+    from fairdistill.report.changes import GroupChange, PairChanges
+    from fairdistill.report.html import render_html
+    from fairdistill.report.markdown import render_markdown
+    from fairdistill.report.rundir import check_metrics
+
+    metrics = check_metrics(_hostile_document(), tmp_path / "metrics.json")
+    groups = metrics["dataset"]["group_names"]
+    changes = [PairChanges("a|b", MODEL, [GroupChange(g, 1) for g in groups], {})]
+    md = render_markdown(metrics, changes=changes)
+    assert "<script" not in md and "</script" not in md and "<img" not in md and "<b " not in md
+    assert "&lt;script>alert(1)&lt;/script>" in md and "a\\|b" in md and "&lt;b onmouseover" in md
+    # every row of a table has as many cells as its header: no pipe from a name splits a cell
+    for block in md.split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        widths = {len(re.split(r"(?<!\\)\|", row)) for row in rows}
+        assert len(widths) <= 1, rows
+    page = render_html(metrics, [], changes)
+    assert SCRIPT not in page and "<img" not in page and "<b onmouseover" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_md_escape_keeps_plain_comparisons_readable() -> None:
+    from fairdistill.report.tables import md_escape
+
+    assert md_escape("<5|red") == "<5\\|red"
+    assert md_escape(">=5") == ">=5"
+    assert md_escape("R&D <b>") == "R&amp;D &lt;b>"
+    assert md_escape("back\\|slash") == "back\\\\\\|slash"

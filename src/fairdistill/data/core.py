@@ -8,6 +8,7 @@ from typing import Literal, Mapping
 import torch
 from torch.utils.data import Dataset
 
+from fairdistill.errors import ConfigError
 from fairdistill.registry import Options, Registry
 
 Modality = Literal["image", "text", "tabular"]
@@ -107,7 +108,8 @@ def ensure_encoding(model: object, splits: "Splits") -> None:
     """Give every split the encoding ``model`` reads, if the model can make it from the split's raw texts.
 
     A model that tokenises (it has ``encode_texts(texts) -> Encoding`` and an ``input_key``) gets its encoding
-    added once per split; models reading an existing encoding (images, tables) are left alone.
+    added once per split; models reading an existing encoding (images, tables) are left alone. A split without
+    raw texts (not a text dataset) is a ConfigError: such a model cannot read it.
     """
     encode = getattr(model, "encode_texts", None)
     key = getattr(model, "input_key", DEFAULT_ENCODING)
@@ -117,7 +119,10 @@ def ensure_encoding(model: object, splits: "Splits") -> None:
         if key in split.encodings:
             continue
         if split.texts is None:
-            raise ValueError(f"split {name} has no raw texts for the tokenising model (encoding {key!r})")
+            raise ConfigError(
+                f"the model tokenises raw texts (encoding {key!r}) but split {name} has none: it needs a text "
+                "dataset (modality text)"
+            )
         split.add_encoding(key, encode(split.texts))
 
 

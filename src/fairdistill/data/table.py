@@ -21,7 +21,8 @@ Label, attribute and group values
     telling you to set ``num_classes``; it usually means the column is not coded 0..C-1). Negative,
     fractional or out-of-range ids are errors naming the file, column and first offending rows. A column stored
     as text (or booleans, or a pandas category) is mapped to ids in the sorted order of its distinct values, as
-    text (``"no" < "yes"``; ``"10" < "2"``), taken over all files; those values are the class names. The label
+    text (``"no" < "yes"``; ``"10" < "2"``), taken over all files; those values are the class names. Booleans are
+    therefore ids ``False`` = 0 and ``True`` = 1, named ``"False"`` and ``"True"``, in every file. The label
     needs at least 2 classes. Without ``group:`` the groups are (label, attr): group = y * num_attrs + attr,
     names ``"<label>|<attr>"``, as in the other loaders; with ``group:`` they are that column's ids and names.
 
@@ -39,12 +40,18 @@ Missing and invalid values
     warning and recorded in the provenance). An infinite value (``inf``, ``-inf``) in a numeric feature is always
     an error. Row numbers in messages are 1-based: for CSV as a spreadsheet shows them (row 1 is the header, so
     the first data row is row 2), for Parquet the data rows counted from 1; every message says which. Date/time
-    columns are not encoded: drop them with ``ignore:`` (or leave them out of ``features:``).
+    columns are not encoded: drop them with ``ignore:`` (or leave them out of ``features:``). A numeric feature
+    whose magnitude exceeds what float32 holds (about 3.4e38, e.g. a ``1e308`` sentinel) is an error too: the
+    inputs are float32. A column holding lists, structs (dicts), bytes or other non-scalar values (as Parquet
+    list/struct/binary columns do) is refused whatever its role: drop it with ``ignore:`` or flatten it into
+    columns of numbers or text.
 
 Inputs (encoding ``"x"``, float32, shape (n_features,))
     Numeric feature columns are standardised with the train split's mean and standard deviation (population
-    std; a constant column is only centred). Text, boolean and category columns are one-hot encoded with the
-    values seen in the train split, in sorted order (a value unseen in train encodes as all zeros). Each column
+    std, computed in float64; a constant column is only centred). A val/test value that lies so many standard
+    deviations from the train mean that it does not fit in float32 is an error naming the rows. Text, boolean
+    and category columns are one-hot encoded with the values seen in the train split, in sorted order (a value
+    unseen in train encodes as all zeros). Each column
     contributes its feature(s) in column order; the names (``"age"``, ``"colour=red"``, ...) are in
     ``provenance["feature_names"]``. The default tabular models (MLPs) read this encoding, so ``--set
     data.name=csv --set data.path=... --set data.label=... --set data.attr=...`` is a complete dataset.
@@ -53,6 +60,7 @@ Inputs (encoding ``"x"``, float32, shape (n_features,))
 from __future__ import annotations
 
 import difflib
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +84,7 @@ from fairdistill.data.core import (
 )
 from fairdistill.data.sampling import stratified_partition, stratified_subsample
 from fairdistill.data.source_files import sha256_file
-from fairdistill.errors import DataError
+from fairdistill.errors import DataError, shown_value
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +93,12 @@ SPLITS: tuple[str, str, str] = ("train", "val", "test")
 MAX_ROWS_SHOWN = 10
 #: A text column with more distinct train values than this (and than half the train rows) gets a warning.
 MANY_CATEGORIES = 50
+#: The largest magnitude a float32 input holds; larger feature values (raw or standardised) are refused.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Integer ids above this are refused: a float64 holds every integer exactly only up to 2**53.
+MAX_EXACT_ID = 2**53
+#: Cell values an object column may hold (besides missing ones); anything else is not a scalar to encode.
+_SCALAR_TYPES: tuple[type, ...] = (str, bool, int, float, np.bool_, np.integer, np.floating)
 
 
 # --------------------------------------------------------------------------------------------------- options
@@ -376,12 +390,84 @@ def _numeric_values(file: _File, column: str) -> np.ndarray:
 
 
 def _check_finite(file: _File, column: str, values: np.ndarray) -> None:
+    """Numeric feature values must be finite and fit in float32 (the inputs' type).
+
+    Bounded this way, the float64 mean and variance of a column cannot overflow (n * 3.4e38 and
+    (6.8e38)^2 are far below float64's 1.8e308).
+    """
     bad = ~np.isfinite(values)
     if bad.any():
         raise DataError(
             f"{file.where()}: column {column!r} has infinite values at "
             f"{file.rows(file.frame.index[bad], values[bad].tolist())}; replace them with finite numbers"
         )
+    bad = np.abs(values) > FLOAT32_MAX
+    if bad.any():
+        sentinel = "; if such a value marks a missing cell, list it in na_values:" if file.fmt == "csv" else ""
+        raise DataError(
+            f"{file.where()}: column {column!r} has values beyond what the float32 inputs hold (|value| > "
+            f"{FLOAT32_MAX:.3g}) at {file.rows(file.frame.index[bad], values[bad].tolist())}; rescale the column "
+            f"(another unit, a log) or leave it out with ignore:{sentinel}"
+        )
+
+
+def _value_kind(value: Any) -> str:
+    """A short name of a non-scalar cell's type: list, struct, bytes or the Python type's name."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "list"
+    if isinstance(value, dict):
+        return "struct"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytes"
+    return type(value).__name__
+
+
+def _parquet_type(path: Path, column: str) -> str | None:
+    """The column's type in a Parquet file's schema (e.g. ``list<element: int64>``), if it can be read."""
+    try:
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+        return str(schema.field(column).type) if column in schema.names else None
+    except Exception:  # only used to enrich an error message
+        return None
+
+
+def _non_scalar(file: _File, column: str) -> str | None:
+    """How ``column`` holds non-scalar cells (lists, structs, bytes, ...) or None when every cell is a scalar."""
+    series = file.frame[column]
+    if series.dtype != object:
+        return None
+    values = series.to_numpy()
+    bad = np.fromiter(
+        (not (isinstance(v, _SCALAR_TYPES) or v is None or v is pd.NA or v is pd.NaT) for v in values),
+        dtype=bool, count=len(values),
+    )
+    if not bad.any():
+        return None
+    first = values[np.flatnonzero(bad)[0]]
+    kinds = sorted({_value_kind(v) for v in values[bad]})
+    stored = _parquet_type(file.path, column) if file.fmt == "parquet" else None
+    typed = f"Parquet type {stored}" if stored else f"{', '.join(kinds)} values"
+    shown = first.tolist() if isinstance(first, np.ndarray) else first
+    return f"{column!r} ({typed}; {file.rows(series.index[bad])}, first {shown_value(shown)})"
+
+
+def _check_scalars(file: _File, columns: list[tuple[str, str]]) -> None:
+    """Every used (column, role) must hold scalars; list/struct/bytes cells would be one-hot encoded by their
+    text. One DataError lists every offending column."""
+    problems = [(role, found) for column, role in columns if (found := _non_scalar(file, column)) is not None]
+    if not problems:
+        return
+    roles = {role for role, _ in problems}
+    listing = "; ".join(f"{role} column {found}" for role, found in problems)
+    advice = "leave it out with ignore: or flatten it into columns of numbers or text"
+    if roles - {"feature"}:
+        advice = "choose (or make) a column of numbers or text for the label/attr/group; " + advice + " for inputs"
+    raise DataError(
+        f"{file.where()}: {listing}: a cell must hold one number, text or boolean, not a list, struct or bytes; "
+        f"{advice}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------- ids
@@ -412,7 +498,8 @@ def _code(
         codes = []
         for f in files:
             values = f.frame[column].to_numpy(dtype=np.float64)
-            bad = ~np.isfinite(values) | (values != np.round(values))
+            # beyond 2**53 a float64 is not an exact integer (and 1e308 would not fit in int64)
+            bad = ~np.isfinite(values) | (values != np.round(values)) | (np.abs(values) > MAX_EXACT_ID)
             if bad.any():
                 raise DataError(
                     f"{f.where()}: {role} column {column!r} must hold whole numbers (ids 0, 1, ...) or text; "
@@ -431,13 +518,17 @@ def _code(
         if n is None:
             n = int(max(int(c.max()) for c in codes)) + 1
             present = set().union(*(set(np.unique(c).tolist()) for c in codes))
-            absent = [i for i in range(n) if i not in present]
+            # the first few gaps only: the scan stops early even when the largest id is huge
+            absent = list(itertools.islice((i for i in range(n) if i not in present), 20))
             if absent:
+                absent_text = ", ".join(map(str, absent)) + (
+                    f", ... ({n - len(present)} in all)" if n - len(present) > len(absent) else ""
+                )
                 holder = next(f for f, c in zip(files, codes) if int(c.max()) == n - 1)
                 at = holder.frame.index[codes[files.index(holder)] == n - 1]
                 raise DataError(
                     f"{files[0].fmt}: {role} column {column!r} holds integer ids, so they must be 0..C-1; the largest "
-                    f"is {n - 1} ({holder.path}, {holder.rows(at)}) but value(s) {_column_list(map(str, absent), 20)} "
+                    f"is {n - 1} ({holder.path}, {holder.rows(at)}) but value(s) {absent_text} "
                     f"never occur. Set {option}: {n} if those simply have no rows, or recode the column (text values "
                     "are mapped to ids automatically)"
                 )
@@ -465,7 +556,7 @@ class _Encoder:
         self.feature_names: list[str] = []
         for c in columns:
             if kinds[c] == "numeric":
-                values = _numeric_values(train, c)
+                values = _numeric_values(train, c)  # float64, finite, |value| <= FLOAT32_MAX: no overflow
                 self.mean[c] = float(values.mean())
                 self.std[c] = float(values.std()) or 1.0  # a constant column is only centred
                 self.feature_names.append(c)
@@ -484,7 +575,7 @@ class _Encoder:
         parts = []
         for c in self.columns:
             if self.kinds[c] == "numeric":
-                parts.append(((_numeric_values(file, c) - self.mean[c]) / self.std[c])[:, None])
+                parts.append(self._standardised(file, c)[:, None])
             else:
                 cats = self.categories[c]
                 codes = pd.Index(cats).get_indexer(file.frame[c].astype(str))  # -1: unseen in train
@@ -494,6 +585,22 @@ class _Encoder:
                 parts.append(onehot)
         x = np.concatenate([p.astype(np.float32) for p in parts], axis=1)
         return torch.from_numpy(x)
+
+    def _standardised(self, file: _File, column: str) -> np.ndarray:
+        """``(value - mean) / std`` in float64; a result float32 cannot hold (a val/test value far outside the
+        train range, or a near-constant train column) is a DataError naming the rows."""
+        mean, std = self.mean[column], self.std[column]
+        with np.errstate(over="ignore"):
+            z = (_numeric_values(file, column) - mean) / std
+        bad = ~np.isfinite(z) | (np.abs(z) > FLOAT32_MAX)
+        if bad.any():
+            raw = _numeric_values(file, column)[bad]
+            raise DataError(
+                f"{file.where()}: column {column!r} standardised with the train split's mean {mean:.6g} and std "
+                f"{std:.6g} does not fit in the float32 inputs at {file.rows(file.frame.index[bad], raw.tolist())}; "
+                "rescale the column (another unit, a log) or leave it out with ignore:"
+            )
+        return z
 
 
 # --------------------------------------------------------------------------------------------------- loader
@@ -531,6 +638,10 @@ def _load_table(fmt: Literal["csv", "parquet"], options: TableOptions) -> Splits
     for f in files[1:]:
         _check_columns(f, [(c, r) for c, r in named if r != "ignore"] + [(c, "feature") for c in features])
 
+    role_columns = [(options.label, "label"), (options.attr, "attr")]
+    role_columns += [(options.group, "group")] if options.group is not None else []
+    for f in files:
+        _check_scalars(f, role_columns + [(c, "feature") for c in features if c not in dict(role_columns)])
     kinds = {c: _kind(first.frame[c]) for c in features}
     unsupported = [f"{c!r} ({first.frame[c].dtype})" for c in features if kinds[c] == "unsupported"]
     if unsupported:

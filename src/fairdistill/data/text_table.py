@@ -33,8 +33,10 @@ Errors (:class:`DataError`, naming the file, the column and the first rows)
     A missing or unreadable file, a JSONL line that is not a JSON object, a named column the file lacks (the
     file's columns are listed), a missing value (null / NaN; in CSV only a label or attr cell can be missing,
     i.e. empty) in a used column, a non-string text value in Parquet/JSONL, negative or out-of-range integer ids.
-    Rows are numbered as a spreadsheet shows a CSV (row 1 is the header), as data rows from 1 for Parquet, and
-    as line numbers for JSONL; each message says which.
+    A label/attr cell holding a list, a struct (dict), bytes or another non-scalar value (Parquet list/struct
+    columns, JSON arrays/objects) is refused too, and so is an integer id above 2**53. Rows are numbered as a
+    spreadsheet shows a CSV (row 1 is the header), as data rows from 1 for Parquet, and as line numbers for
+    JSONL; each message says which. Booleans are names, not ids: ``False`` < ``True`` (ids 0 and 1).
 
 Inputs
     No encodings: each split carries ``texts = {"text": [...]}`` (plus ``"text_pair"``); the model's tokenizer
@@ -43,6 +45,7 @@ Inputs
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +65,7 @@ from fairdistill.data.text_common import (
     subsample_splits,
     text_split,
 )
-from fairdistill.errors import DataError
+from fairdistill.errors import DataError, shown_value
 
 Format = Literal["csv", "parquet", "jsonl"]
 _EXTENSIONS: dict[str, tuple[Format, str | None]] = {
@@ -75,6 +78,10 @@ _EXTENSIONS: dict[str, tuple[Format, str | None]] = {
     ".json": ("jsonl", None),
 }
 _INTEGER = re.compile(r"^[+-]?\d+$")
+#: Label/attr values a cell may hold; lists, structs (dicts), bytes and other objects are refused.
+_SCALAR_TYPES: tuple[type, ...] = (str, bool, int, float, np.bool_, np.integer, np.floating)
+#: Integer ids above this are refused (not exact in float64, and far beyond any class count).
+MAX_ID = 2**53
 
 
 class TextTableOptions(DatasetOptions):
@@ -199,13 +206,30 @@ def _texts(file: _File, column: str) -> list[str]:
         v = values[bad[0]]
         raise DataError(
             f"text-table: {file.path}: column {column!r} is not text at {file.where(bad)} "
-            f"(first: {type(v).__name__} {v!r})"
+            f"(first: {type(v).__name__} {shown_value(v)})"
         )
     return values
 
 
 def _is_missing(v: Any) -> bool:
     return v is None or v is pd.NA or (isinstance(v, str) and v.strip() == "") or (isinstance(v, float) and np.isnan(v))
+
+
+def _check_scalars(file: _File, column: str, what: str, raw: list[Any]) -> None:
+    """A label/attr cell must be one number, text or boolean (or missing); a list or struct would otherwise be
+    coded by its text."""
+    bad = np.flatnonzero([not (isinstance(v, _SCALAR_TYPES) or v is None or v is pd.NA) for v in raw])
+    if len(bad):
+        first = raw[bad[0]]
+        shown = first.tolist() if isinstance(first, np.ndarray) else first
+        kind = "list" if isinstance(first, (list, tuple, np.ndarray)) else (
+            "struct" if isinstance(first, dict) else type(first).__name__
+        )
+        raise DataError(
+            f"text-table: {file.path}: {what} column {column!r} holds {kind} values at {file.where(bad)} "
+            f"(first: {shown_value(shown)}); a {what} must be one number or text per row: choose another column or "
+            "flatten this one"
+        )
 
 
 def _as_int(v: Any) -> int | None:
@@ -226,12 +250,20 @@ def _code(files: list[_File], column: str, size: int | None, what: str, size_opt
     values = []
     for file in files:
         raw = file.frame[column].tolist()
+        _check_scalars(file, column, what, raw)
         missing = np.flatnonzero([_is_missing(v) for v in raw])
         if len(missing):
             raise DataError(f"text-table: {file.path}: {what} column {column!r} is empty at {file.where(missing)}")
         values.append(raw)
     as_ints = [[_as_int(v) for v in raw] for raw in values]
     if all(i is not None for ints in as_ints for i in ints):
+        for file, ints in zip(files, as_ints):
+            huge = np.flatnonzero([abs(i) > MAX_ID for i in ints])
+            if len(huge):
+                raise DataError(
+                    f"text-table: {file.path}: {what} column {column!r} has id {ints[huge[0]]} at "
+                    f"{file.where(huge)}; integer ids must be 0..C-1 (at most {MAX_ID})"
+                )
         coded = [np.asarray(ints, dtype=np.int64) for ints in as_ints]
         for file, ids in zip(files, coded):
             negative = np.flatnonzero(ids < 0)
@@ -253,7 +285,7 @@ def _code(files: list[_File], column: str, size: int | None, what: str, size_opt
         else:
             count = largest + 1
             seen = set(np.concatenate(coded).tolist())
-            gaps = [i for i in range(count) if i not in seen]
+            gaps = list(itertools.islice((i for i in range(count) if i not in seen), 10))  # stops early
             if gaps:
                 raise DataError(
                     f"text-table: {what} column {column!r} has integer ids up to {largest} but no row with id(s) "

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from fairdistill.data.core import Batch, DatasetInfo, SplitDataset
 from fairdistill.models.core import ModelOutput, TappedModel
 from fairdistill.registry import Options, Registry
+
+
+#: A distillation temperature τ. Below 0.01 logits/τ overflow float32 (softmax gives NaN); above 1000 every
+#: teacher distribution is uniform to float precision, so the term carries nothing.
+Temperature = Annotated[float, Field(ge=0.01, le=1000.0)]
 
 
 @dataclass

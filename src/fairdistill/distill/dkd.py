@@ -18,7 +18,7 @@ from pydantic import Field
 
 from fairdistill.data.core import Batch
 from fairdistill.distill.checks import require_teacher
-from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, MethodContext, TrainState
+from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, MethodContext, TrainState, Temperature
 from fairdistill.models.core import ModelOutput
 from fairdistill.registry import Options
 
@@ -30,7 +30,7 @@ class DKDOptions(Options):
     alpha: float = Field(default=1.0, ge=0.0)
     #: β_d, the weight of the non-target-class term NCKD.
     beta: float = Field(default=8.0, ge=0.0)
-    tau: float = Field(default=4.0, gt=0.0)
+    tau: Temperature = 4.0
     #: Fraction of the run's epochs over which the distillation terms ramp linearly up to full weight.
     warmup_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from fairdistill.data.core import Batch
 from fairdistill.distill.checks import require_embedding, require_teacher, safe_norm, safe_unit
-from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, MethodContext, TeacherOutputs, TrainState
+from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, MethodContext, TeacherOutputs, TrainState, Temperature
 from fairdistill.distill.losses import soft_kl
 from fairdistill.errors import ConfigError
 from fairdistill.models.core import ModelOutput
@@ -30,7 +30,7 @@ class KDPPOptions(Options):
     kd_weight: float = Field(default=1.0, ge=0.0)
     #: w_nd, the weight of the ND term.
     nd_weight: float = Field(default=2.0, ge=0.0)
-    tau: float = Field(default=4.0, gt=0.0)
+    tau: Temperature = 4.0
     #: warm: epochs over which the KD term ramps up, weight min(1, epoch/warm) with 0-based epochs (0: off).
     warmup_epochs: float = Field(default=2.0, ge=0.0)
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from fairdistill.data.core import Batch
-from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, TrainState
+from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, TrainState, Temperature
 from fairdistill.models.core import ModelOutput
 from fairdistill.registry import Options
 
@@ -30,7 +30,7 @@ class CrossEntropyLoss(DistillLoss):
 
 
 class KDOptions(Options):
-    tau: float = Field(default=2.0, gt=0.0)
+    tau: Temperature = 2.0
     alpha: float = Field(default=0.9, ge=0.0, le=1.0)
 
 

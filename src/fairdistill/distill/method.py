@@ -76,6 +76,18 @@ class Method(nn.Module):
     def requires_teacher(self) -> bool:
         return self.distill_loss.requires_teacher
 
+    def numeric_options(self) -> dict[str, float]:
+        """The numeric options of every part (``loss.tau``, ``weighting.beta``, ...), for messages."""
+        found: dict[str, float] = {}
+        parts = {"loss": self.distill_loss, "weighting": self.weighting, "mixing": self.mixing,
+                 "adversary": self.adversary}
+        for part, component in parts.items():
+            options = getattr(component, "options", None)
+            if isinstance(options, Options):
+                found.update({f"{part}.{k}": v for k, v in options.model_dump().items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        return found
+
     def per_example_loss(
         self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
     ) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from fairdistill.data.core import Batch, SplitDataset
@@ -38,12 +38,17 @@ class LaplaceOptions(Options):
     #: How τ is chosen: Laplace evidence on the train features, or validation NLL.
     tune: Literal["evidence", "val-nll"] = "evidence"
 
+#: Largest exponent of an early-readout weight exp(β·score) (see EarlyReadoutOptions.beta).
+MAX_EXPONENT = 50.0
+
 
 class EarlyReadoutOptions(WeightingOptions):
     #: The student tap the readout reads; omitted: the student's first (earliest) tap.
     tap: str | None = None
     score: Literal["margin", "laplace-margin", "laplace-entropy"] = "margin"
-    beta: float = Field(default=3.0, ge=0.0)
+    #: At most 50: the score is in [0, 1], so a weight can reach exp(β) ≈ 5·10²¹, already one example outweighing
+    #: all others; larger β overflows float32 (inf weights, NaN loss).
+    beta: float = Field(default=3.0, ge=0.0, le=MAX_EXPONENT)
     alpha: float = Field(default=0.2, gt=0.0)
     #: ``power``: exp(β·m^α) (the released DeDiER code); ``product``: exp(β·m·α) (the slide's formula).
     form: Literal["power", "product"] = "power"
@@ -56,6 +61,13 @@ class EarlyReadoutOptions(WeightingOptions):
     head_lr: float = Field(default=1e-2, gt=0.0)
     head_batch_size: int = Field(default=256, gt=0)
     laplace: LaplaceOptions = LaplaceOptions()
+
+    @model_validator(mode="after")
+    def _bounded_product(self) -> "EarlyReadoutOptions":
+        if self.form == "product" and self.beta * self.alpha > MAX_EXPONENT:
+            raise ValueError(f"form product: beta × alpha = {self.beta * self.alpha:g} makes weights up to "
+                             f"exp({self.beta * self.alpha:g}); keep beta × alpha ≤ {MAX_EXPONENT:g}")
+        return self
 
 
 class ReadoutHead(nn.Module):

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from fairdistill.data.core import Batch
 from fairdistill.distill.checks import require_embedding, require_teacher, safe_norm, safe_unit
-from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, TrainState
+from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, TrainState, Temperature
 from fairdistill.distill.losses import soft_kl
 from fairdistill.models.core import ModelOutput
 from fairdistill.registry import Options
@@ -30,7 +30,7 @@ class RKDOptions(Options):
     #: Weight of an optional Hinton KD term τ²·KL(σ(z_t/τ) ‖ σ(z_s/τ)) added to the loss (0: off).
     kd_weight: float = Field(default=0.0, ge=0.0)
     #: Temperature of the optional KD term.
-    tau: float = Field(default=4.0, gt=0.0)
+    tau: Temperature = 4.0
 
 
 def huber(x: torch.Tensor) -> torch.Tensor:

@@ -128,8 +128,8 @@ class GroupDRO(InstanceWeighting):
         sums.index_add_(0, groups, per_example_loss.detach().to(torch.float64))
         present = counts > 0
         group_loss = torch.where(present, sums / counts.clamp(min=1), torch.zeros_like(sums))
-        q = self.q.to(groups.device) * torch.exp(self.options.eta * group_loss * present)
-        q = q / q.sum()
+        # q·exp(η·L) normalised, computed as a softmax of log q + η·L so that a large η cannot overflow
+        q = torch.softmax(torch.log(self.q.to(groups.device)) + self.options.eta * group_loss * present, dim=0)
         self.q.copy_(q.to(self.q.device))
         per_group = torch.where(present, q / counts.clamp(min=1), torch.zeros_like(q)) * len(groups)
         return per_group[groups].to(per_example_loss.dtype)
@@ -142,7 +142,7 @@ class JTTOptions(WeightingOptions):
     #: Epochs of the identification stage (plain loss, w = 1).
     identify_epochs: int = Field(default=1, ge=1)
     #: λ_up: weight of the training examples the stage-1 model gets wrong.
-    upweight: float = Field(default=6.0, gt=0.0)
+    upweight: float = Field(default=6.0, gt=0.0, le=1.0e4)
     #: Re-initialise the student before stage 2 (faithful JTT trains the final model from scratch).
     reinitialize: bool = True
 

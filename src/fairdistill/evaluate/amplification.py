@@ -11,7 +11,8 @@ computed here from cell counts. A resample is a row of multiplicities (how many 
 drawn); multiplying a block of such rows with one-hot indicator matrices gives every count the metrics
 need for a whole block of resamples at once. On the full sample (all multiplicities 1) the values equal
 :func:`fairdistill.evaluate.metrics.compute_metrics` (tested to 1e-9): the same definitions, including
-which classes and attribute values count as present.
+which classes and attribute values count as present, and DP / EO undefined (``None``) when the split — or a
+resample — holds one attribute value only.
 
 With several seeds, pass one teacher and one student prediction array per seed (paired by position): the
 point estimate is the mean over seeds of Δ, and every resample draws one set of indices used for all seeds.
@@ -237,20 +238,26 @@ def _positive_classes(num_classes: int) -> slice:
     return slice(1, 2) if num_classes == 2 else slice(0, num_classes)
 
 
+def _two_attribute_values(ya: np.ndarray) -> np.ndarray:
+    """(R,) whether each resample holds examples of at least two attribute values (else no gap is defined)."""
+    return (ya.sum(axis=1) > 0).sum(axis=-1) >= 2
+
+
 def _dp(ya: np.ndarray, pa: np.ndarray) -> np.ndarray:
     """Mean over the positive classes of the gap in selection rate P(pred = c | a) between attribute values."""
     n_attr = ya.sum(axis=1)                                  # (R, A)
     classes = _positive_classes(ya.shape[1])
     rates = _ratio(pa[:, classes, :], n_attr[:, None, :])     # (R, P, A)
     gaps = _gap(rates, np.broadcast_to(n_attr[:, None, :] > 0, rates.shape))
-    return _mean_defined(gaps)
+    return np.where(_two_attribute_values(ya), _mean_defined(gaps), np.nan)
 
 
 def _eo(ya: np.ndarray, ya_hit: np.ndarray, pa: np.ndarray) -> np.ndarray:
     """Mean over the positive classes of max(TPR gap, FPR gap) between attribute values.
 
     The TPR gap is over the attribute values with positives, the FPR gap over those with negatives (as in
-    ``compute_metrics``); a class with no positives or no negatives at all is left out.
+    ``compute_metrics``); a class with no positives or no negatives at all is left out. Undefined (NaN) where
+    the resample holds a single attribute value, as DP.
     """
     n_attr = ya.sum(axis=1)
     classes = _positive_classes(ya.shape[1])
@@ -261,7 +268,8 @@ def _eo(ya: np.ndarray, ya_hit: np.ndarray, pa: np.ndarray) -> np.ndarray:
     tpr_gap = _gap(_ratio(true_pos, positives), positives > 0)
     fpr_gap = _gap(_ratio(false_pos, negatives), negatives > 0)
     defined = (positives.sum(axis=-1) > 0) & (negatives.sum(axis=-1) > 0)
-    return _mean_defined(np.where(defined, np.maximum(tpr_gap, fpr_gap), np.nan))
+    eo = _mean_defined(np.where(defined, np.maximum(tpr_gap, fpr_gap), np.nan))
+    return np.where(_two_attribute_values(ya), eo, np.nan)
 
 
 def _worst_group_error(g_count: np.ndarray, g_hit: np.ndarray) -> np.ndarray:

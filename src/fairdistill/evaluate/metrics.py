@@ -51,6 +51,9 @@ def compute_metrics(
     with a defined d_c, zeros included) and ``recall_disparity_max``; ``dp_difference``/
     ``eo_difference`` (binary: class 1 positive; C > 2: mean over one-vs-rest classes) and
     ``dp_difference_max``/``eo_difference_max`` (max over those classes); ``ece``.
+
+    When the split holds one attribute value, every gap between attribute values (:data:`ATTRIBUTE_GAPS`) is
+    ``None``, not 0. ``undefined`` (present only when needed) maps each gap that is ``None`` to the reason.
     """
     y, probs, attr, group = _validate(y, probs, attr, group, info)
     pred = probs.argmax(axis=1)
@@ -87,16 +90,19 @@ def compute_metrics(
     }
     mad, max_disparity = _mean_and_max([abs(d) for d in disparity.values() if d is not None])
 
-    # One-vs-rest gaps; with two classes only class 1 (the positive class).
-    positives = [1] if info.num_classes == 2 else labels
-    one_vs_rest = [((y == c).astype(np.int64), (pred == c).astype(np.int64)) for c in positives]
-    dp_per_class = [demographic_parity_difference(t, p, sensitive_features={"attr": attr}) for t, p in one_vs_rest]
-    eo_per_class = [_eo_difference(t, p, attr) for t, p in one_vs_rest]
-    dp, dp_max = _mean_and_max([float(d) for d in dp_per_class])
-    eo, eo_max = _mean_and_max([e for e in eo_per_class if e is not None])
+    # One-vs-rest gaps; with two classes only class 1 (the positive class). With one attribute value present
+    # there is no gap to measure (fairlearn would report 0, which reads as "perfectly fair").
+    dp = dp_max = eo = eo_max = None
+    if len(np.unique(attr)) >= 2:
+        positives = [1] if info.num_classes == 2 else labels
+        one_vs_rest = [((y == c).astype(np.int64), (pred == c).astype(np.int64)) for c in positives]
+        dp_per_class = [demographic_parity_difference(t, p, sensitive_features={"attr": attr}) for t, p in one_vs_rest]
+        eo_per_class = [_eo_difference(t, p, attr) for t, p in one_vs_rest]
+        dp, dp_max = _mean_and_max([float(d) for d in dp_per_class])
+        eo, eo_max = _mean_and_max([e for e in eo_per_class if e is not None])
     group_count = {name: int(_cell(group_table, g, "count") or 0) for g, name in enumerate(info.group_names)}
 
-    return {
+    metrics = {
         "n": int(len(y)),
         "accuracy": _json_float(by_group.overall["accuracy"]),
         "macro_precision": _json_float(precision),
@@ -118,6 +124,31 @@ def compute_metrics(
         "ece": _json_float(by_group.overall["ece"]),
         "group_ece": {name: _cell(group_table, g, "ece") for g, name in enumerate(info.group_names)},
     }
+    undefined = _undefined_reasons(metrics, attr, info)
+    if undefined:
+        metrics["undefined"] = undefined
+    return metrics
+
+
+#: The gaps between attribute values; none is defined when the split holds a single attribute value.
+ATTRIBUTE_GAPS: tuple[str, ...] = (
+    "recall_disparity_mad", "recall_disparity_max", "dp_difference", "dp_difference_max", "eo_difference",
+    "eo_difference_max",
+)
+
+
+def _undefined_reasons(metrics: dict[str, Any], attr: np.ndarray, info: DatasetInfo) -> dict[str, str]:
+    """Why each null gap of :data:`ATTRIBUTE_GAPS` is undefined on this split (metric key → reason)."""
+    values = np.unique(attr)
+    if len(values) < 2:
+        reason = f"the attribute has one value ({info.attr_names[int(values[0])]}) in this split"
+        return {key: reason for key in ATTRIBUTE_GAPS}
+    reasons = {
+        "recall_disparity": "no class has examples of two attribute values in this split",
+        "eo_difference": "every example of this split has the same label",
+    }
+    return {key: reasons[prefix] for key in ATTRIBUTE_GAPS for prefix in reasons
+            if key.startswith(prefix) and metrics[key] is None}
 
 
 def expected_calibration_error(y: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:

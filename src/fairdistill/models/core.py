@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from fairdistill.data.core import DEFAULT_ENCODING, DatasetInfo, Encoding
+from fairdistill.data.core import DATASETS, DEFAULT_ENCODING, DatasetInfo, Encoding
 from fairdistill.errors import ConfigError
 from fairdistill.registry import Options, Registry
 
@@ -91,7 +91,9 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-#: Model builders: ``builder(options, info) -> TappedModel``.
+#: Model builders: ``builder(options, info) -> TappedModel``. An entry may declare the data it reads with the
+#: fact ``modality="text"`` (or a tuple of modalities); without it the model reads a dataset's tensor encoding
+#: (see ``TENSOR_MODALITIES``).
 MODELS: Registry = Registry("model")
 
 #: The architecture used when a config omits ``teacher.model`` / ``student.model``, per modality and role.
@@ -99,6 +101,16 @@ MODALITY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "tabular": {"teacher": {"name": "mlp", "hidden": [256, 256]}, "student": {"name": "mlp", "hidden": [16]}},
     "image": {"teacher": {"name": "cnn", "width": 32}, "student": {"name": "cnn", "width": 4}},
 }
+
+#: What a model that declares no ``modality`` reads: the tensor inputs of image and tabular datasets. Text
+#: datasets carry raw texts only, which just a tokenising model (such as ``hf``) can encode.
+TENSOR_MODALITIES: tuple[str, ...] = ("image", "tabular")
+
+
+def model_modalities(name: str) -> tuple[str, ...]:
+    """The dataset modalities the registered model ``name`` can read."""
+    declared = MODELS.get(name).meta.get("modality", TENSOR_MODALITIES)
+    return (declared,) if isinstance(declared, str) else tuple(declared)
 
 
 def default_model_spec(modality: str, role: str) -> dict[str, Any]:
@@ -119,6 +131,26 @@ def default_model_spec(modality: str, role: str) -> dict[str, Any]:
     return dict(MODALITY_DEFAULTS[modality][role])
 
 
+def check_model_modality(name: str, modality: str, *, where: str, dataset: str) -> None:
+    """A ConfigError (naming ``where``) when model ``name`` cannot read data of ``modality``; it suggests the
+    default model of that modality and lists the datasets the model can read."""
+    readable = model_modalities(name)
+    if modality in readable:
+        return
+    if "text" in readable:
+        needs = "a text dataset (modality text, whose splits carry the raw texts its tokenizer encodes)"
+    else:
+        needs = f"{' or '.join(readable)} data"
+    default = "hf" if modality == "text" else MODALITY_DEFAULTS.get(modality, {}).get("teacher", {}).get("name")
+    article = "an" if modality[:1] in "aeiou" else "a"
+    instead = f"{article} {modality} model ({default} is the default: leave {where} out)" if default else "another model"
+    datasets = [d for d in DATASETS.names() if DATASETS.get(d).meta.get("modality") in readable]
+    raise ConfigError(
+        f"{where}.name: model {name} needs {needs}, but data {dataset} is {modality}. Use {instead} or a dataset "
+        f"{name} can read ({', '.join(datasets) or 'none registered'})"
+    )
+
+
 def build_model(spec: Mapping[str, Any], info: DatasetInfo, *, where: str) -> TappedModel:
     """Build the model named in ``spec`` (``{name: ..., **options}``) for a dataset."""
     spec = dict(spec)
@@ -126,6 +158,7 @@ def build_model(spec: Mapping[str, Any], info: DatasetInfo, *, where: str) -> Ta
     if not isinstance(name, str):
         raise ConfigError(f"{where}.name: required field is missing (models: {', '.join(MODELS.names())})")
     options = MODELS.options(name, spec, where=where)
+    check_model_modality(name, info.modality, where=where, dataset=info.name)
     return MODELS.get(name).target(options, info)
 
 

@@ -316,7 +316,7 @@ def _layer_paths(encoder: nn.Module, num_layers: int) -> list[str]:
     )
 
 
-@MODELS.register("hf", options=HFOptions)
+@MODELS.register("hf", options=HFOptions, modality="text")
 def build_hf(options: HFOptions, info: DatasetInfo) -> HFModel:
     """A transformers encoder with a linear head; taps ``layer:1``..``layer:N`` are [CLS] vectors of each layer."""
     transformers = _transformers()

@@ -16,7 +16,7 @@ class MLPOptions(ModelOptions):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
-@MODELS.register("mlp", options=MLPOptions)
+@MODELS.register("mlp", options=MLPOptions, modality="tabular")
 def build_mlp(options: MLPOptions, info: DatasetInfo) -> TappedModel:
     """Multi-layer perceptron; taps ``hidden1``..``hiddenK`` are the post-activation hidden vectors."""
     if info.input_shape is None or len(info.input_shape) != 1:
@@ -69,7 +69,7 @@ class SmallCNN(nn.Module):
         return self.head(self.pool(x))
 
 
-@MODELS.register("cnn", options=CNNOptions)
+@MODELS.register("cnn", options=CNNOptions, modality="image")
 def build_cnn(options: CNNOptions, info: DatasetInfo) -> TappedModel:
     """Small CNN; taps ``block1``..``blockK`` are the blocks' feature maps, the embedding is the pooled last map."""
     if info.input_shape is None or len(info.input_shape) != 3:

@@ -5,7 +5,8 @@ combined so that every consumer of the single-seed format keeps working: ``model
 mean over seeds of every number (nested mappings such as ``group_accuracy`` element-wise), and the additions
 are ``models.<name>.splits_std`` (sample standard deviation, ddof = 1), ``models.<name>.seeds`` (each seed's
 own ``splits``, ``history``, ``selected_epoch``, ``train_seconds``) and ``run.seeds``. A value that is
-undefined (``None``) for some seeds is averaged over the seeds where it is defined.
+undefined (``None``) for some seeds is averaged over the seeds where it is defined; ``splits.<split>.undefined``
+keeps the reasons of the values undefined for every seed.
 """
 
 from __future__ import annotations
@@ -38,14 +39,33 @@ def combine_seeds(documents: dict[int, dict[str, Any]]) -> dict[str, Any]:
                 continue
             entry[key] = mean_tree([e.get(key) for e in entries])
         entry["train_seconds"] = mean_tree([e.get("train_seconds", 0.0) for e in entries])
-        entry["splits"] = {split: mean_tree([e["splits"][split] for e in entries]) for split in model["splits"]}
-        entry["splits_std"] = {split: std_tree([e["splits"][split] for e in entries]) for split in model["splits"]}
+        entry["splits"] = {split: _mean_split([e["splits"][split] for e in entries]) for split in model["splits"]}
+        entry["splits_std"] = {split: std_tree([_without_reasons(e["splits"][split]) for e in entries])
+                               for split in model["splits"]}
         entry["seeds"] = {
             str(seed): {key: e[key] for key in PER_SEED_KEYS if key in e} for seed, e in zip(seeds, entries)
         }
         models[name] = entry
     combined["models"] = models
     return combined
+
+
+def _without_reasons(split: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in split.items() if key != "undefined"}
+
+
+def _mean_split(splits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean over seeds of one split's metrics; ``undefined`` keeps the reason (the first seed's) of each
+    metric that is still undefined in the mean, i.e. undefined for every seed."""
+    mean = mean_tree([_without_reasons(s) for s in splits])
+    reasons: dict[str, str] = {}
+    for split in splits:
+        for key, reason in (split.get("undefined") or {}).items():
+            reasons.setdefault(key, reason)
+    kept = {key: reason for key, reason in reasons.items() if mean.get(key) is None}
+    if kept:
+        mean["undefined"] = kept
+    return mean
 
 
 def _is_number(value: Any) -> bool:

@@ -81,8 +81,8 @@ def _e(value: Any) -> str:
 
 def table_html(table: ComparisonTable, table_id: str, *, sortable: bool = True, highlight: bool = False,
                text_columns: int = 1, cell_classes: dict[tuple[int, int], str] | None = None) -> str:
-    """A table; numeric cells carry ``data-value`` for sorting; ``highlight`` marks each score column's best;
-    ``cell_classes`` adds a CSS class to cells by (row, column)."""
+    """A table, then its notes; numeric cells carry ``data-value`` for sorting; ``highlight`` marks each score
+    column's best; ``cell_classes`` adds a CSS class to cells by (row, column)."""
     best: dict[int, float] = {}
     if highlight and table.values is not None and table.higher_is_better is not None:
         for j, higher in enumerate(table.higher_is_better):
@@ -110,8 +110,9 @@ def table_html(table: ComparisonTable, table_id: str, *, sortable: bool = True, 
             attrs.insert(0, f'class="{" ".join(css)}"')
             cells.append(f"<td {' '.join(attrs)}>{_e(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
+    notes = "".join(f'<p class="note">{_e(note)}</p>' for note in table.notes)
     return (f'<div class="scroll"><table id="{_e(table_id)}" class="{classes}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+            f'<tbody>{"".join(body)}</tbody></table></div>{notes}')
 
 
 def _data_uri(png: bytes) -> str:

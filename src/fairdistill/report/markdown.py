@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from fairdistill.report.changes import PairChanges
+from fairdistill.report.rundir import run_seeds
 from fairdistill.report.tables import (
     amplification_table,
     comparison_table,
-    escape_cell,
     group_accuracy_table,
+    md_escape,
     to_markdown,
 )
 from fairdistill.report.transfer import transfer_markdown
@@ -19,17 +20,22 @@ def render_markdown(
     metrics: dict[str, Any], figures: Sequence[tuple[str, str]] = (), changes: Sequence[PairChanges] = ()
 ) -> str:
     """A Markdown report: run facts, test comparison and bias-amplification tables, val comparison, per-group
-    test accuracy, training; then links to ``figures`` ((title, relative path)) and "what changed" counts."""
+    test accuracy, training; then links to ``figures`` ((title, relative path)) and "what changed" counts.
+
+    Every name (run, dataset, models, classes, groups) goes through :func:`md_escape`: no raw HTML, no broken
+    table rows."""
     dataset = metrics["dataset"]
     run = metrics["run"]
-    seeds = run.get("seeds") or [run["seed"]]
+    seeds = run_seeds(metrics)
     seed_text = f"Seed {seeds[0]}" if len(seeds) == 1 else (
         f"Seeds {', '.join(map(str, seeds))} (cells: mean ± sample std over seeds)")
+    groups = ", ".join(md_escape(g) for g in dataset["group_names"])
     lines = [
-        f"# fairdistill report — {run['name']}",
+        f"# fairdistill report — {md_escape(run['name'])}",
         "",
-        f"Dataset **{dataset['name']}** ({dataset['num_classes']} classes; attribute: {dataset['attr_label']}; "
-        f"groups: {', '.join(dataset['group_names'])}). {seed_text}; checkpoint selection: {run['select']}.",
+        f"Dataset **{md_escape(dataset['name'])}** ({dataset.get('num_classes', '?')} classes; attribute: "
+        f"{md_escape(dataset.get('attr_label', 'attribute'))}; groups: {groups}). {seed_text}; checkpoint "
+        f"selection: {md_escape(run.get('select', '—'))}.",
         "",
         "## Test split",
         "",
@@ -55,8 +61,8 @@ def render_markdown(
     for name, model in metrics["models"].items():
         runs = list(model["seeds"].values()) if model.get("seeds") else [model]
         lines.append(
-            f"| {name} | {'/'.join(str(r.get('selected_epoch', '—')) for r in runs)} | "
-            f"{'/'.join(str(len(r.get('history', []))) for r in runs)} | {model['train_seconds']:.1f} |"
+            f"| {md_escape(name)} | {'/'.join(str(r.get('selected_epoch', '—')) for r in runs)} | "
+            f"{'/'.join(str(len(r.get('history', []))) for r in runs)} | {model.get('train_seconds', 0.0):.1f} |"
         )
     if figures:
         lines += ["", "## Figures", ""]
@@ -64,15 +70,15 @@ def render_markdown(
     if changes:
         lines += ["", "## What changed (test split)", ""]
         for pair in changes:
+            other, reference = md_escape(pair.other), md_escape(pair.reference)
             lines += [
-                f"**{pair.other} vs {pair.reference}**: {pair.fixed} examples right with {pair.other} and wrong "
-                f"with {pair.reference}, {pair.broken} the other way round.",
+                f"**{other} vs {reference}**: {pair.fixed} examples right with {other} and wrong "
+                f"with {reference}, {pair.broken} the other way round.",
                 "",
-                f"| group | examples | {pair.other} right, {pair.reference} wrong | "
-                f"{pair.reference} right, {pair.other} wrong |",
+                f"| group | examples | {other} right, {reference} wrong | {reference} right, {other} wrong |",
                 "|---|---|---|---|",
             ]
-            lines += [f"| {escape_cell(g.group)} | {g.size} | {len(g.fixed)} | {len(g.broken)} |" for g in pair.groups]
+            lines += [f"| {md_escape(g.group)} | {g.size} | {len(g.fixed)} | {len(g.broken)} |" for g in pair.groups]
             lines.append("")
     lines.append("")
     return "\n".join(lines)

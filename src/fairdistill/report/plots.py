@@ -94,11 +94,9 @@ def group_accuracy_png(metrics: dict[str, Any], split: str = "test") -> bytes:
     """Heatmap of accuracy, models × groups (mean over seeds), each cell annotated."""
     groups = list(metrics["dataset"]["group_names"])
     names = list(metrics["models"])
-    grid = np.array([
-        [np.nan if metrics["models"][n]["splits"][split]["group_accuracy"].get(g) is None
-         else metrics["models"][n]["splits"][split]["group_accuracy"][g] for g in groups]
-        for n in names
-    ], dtype=float)
+    accuracy = {n: metrics["models"][n]["splits"][split].get("group_accuracy") or {} for n in names}
+    grid = np.array([[np.nan if accuracy[n].get(g) is None else accuracy[n][g] for g in groups] for n in names],
+                    dtype=float)
     fig = _new_figure(figsize=(max(6.0, 0.9 * len(groups) + 2.5), 0.55 * len(names) + 1.8))
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")

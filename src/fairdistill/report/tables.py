@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,8 @@ class ComparisonTable:
     values: list[list[float | None]] | None = None
     #: Per column: True / False when higher / lower is better, None when the column is not a score.
     higher_is_better: list[bool | None] | None = None
+    #: Footnotes shown under the table (why a "—" cell is undefined).
+    notes: tuple[str, ...] = ()
 
 
 def comparison_table(
@@ -59,7 +62,24 @@ def comparison_table(
         rows.append([name, model["role"], model["method"], f"{model['params']:,}", *cells])
         values.append([None, None, None, float(model["params"]), *(_number(means.get(key)) for _, key, _ in columns)])
     better = [None, None, None, None, *(higher for _, _, higher in columns)]
-    return ComparisonTable(headers, rows, values, better)
+    return ComparisonTable(headers, rows, values, better, undefined_notes(metrics, split, columns))
+
+
+def undefined_notes(metrics: dict[str, Any], split: str,
+                    columns: tuple[tuple[str, str, bool], ...] = COMPARISON_COLUMNS) -> tuple[str, ...]:
+    """One footnote per recorded reason why shown metrics are undefined (null) on ``split``
+    (``splits.<split>.undefined`` of :func:`~fairdistill.evaluate.metrics.compute_metrics`), naming the metrics
+    and the models."""
+    by_reason: dict[str, tuple[dict[str, None], dict[str, None]]] = {}
+    for name, model in metrics["models"].items():
+        values = model["splits"].get(split, {})
+        for title, key, _ in columns:
+            reason = (values.get("undefined") or {}).get(key)
+            if reason and values.get(key) is None:
+                titles, models = by_reason.setdefault(reason, ({}, {}))
+                titles[title] = models[name] = None
+    return tuple(f"— = undefined: {', '.join(titles)} of {', '.join(models)} ({split} split): {reason}."
+                 for reason, (titles, models) in by_reason.items())
 
 
 def amplification_table(metrics: dict[str, Any]) -> ComparisonTable | None:
@@ -85,7 +105,10 @@ def amplification_table(metrics: dict[str, Any]) -> ComparisonTable | None:
                 "—" if relative is None else f"{100 * relative:+.1f}%",
             ])
             values.append([None, None, entry.get("teacher"), entry.get("student"), delta, low, relative])
-    return ComparisonTable(headers, rows, values, [None, None, False, False, False, False, False])
+    shown = tuple((METRIC_TITLES.get(key, key), key, False) for key in dict.fromkeys(
+        key for by_metric in section["students"].values() for key in by_metric))
+    notes = undefined_notes(metrics, section.get("split", "test"), shown)
+    return ComparisonTable(headers, rows, values, [None, None, False, False, False, False, False], notes)
 
 
 def group_accuracy_table(metrics: dict[str, Any], split: str = "test") -> ComparisonTable:
@@ -126,7 +149,30 @@ def compare_table(
                 verdict = "better" if (diff > 0) == higher else "worse"
             rows.append([name, title, _fmt(a), _fmt(b), "—" if diff is None else f"{diff:+.4f}", verdict])
             values.append([None, None, a, b, diff, None])
-    return ComparisonTable(headers, rows, values, [None, None, None, None, None, None])
+    notes = tuple(f"run {label}: {note}" for label, m in (("A", metrics_a), ("B", metrics_b))
+                  for note in undefined_notes(m, split, columns))
+    return ComparisonTable(headers, rows, values, [None, None, None, None, None, None], notes)
+
+
+#: The dataset facts two runs must share for their metrics to be compared.
+COMPARED_DATASET_FIELDS = ("name", "options", "counts", "class_names", "attr_names", "group_names")
+
+
+def dataset_differences(metrics_a: dict[str, Any], metrics_b: dict[str, Any]) -> list[str]:
+    """How the datasets of two runs differ (``dataset.options.max_examples: 300 (A) vs 500 (B)``); [] when
+    every field of :data:`COMPARED_DATASET_FIELDS` agrees."""
+    differences: list[str] = []
+    for key in COMPARED_DATASET_FIELDS:
+        _differences(metrics_a["dataset"].get(key), metrics_b["dataset"].get(key), f"dataset.{key}", differences)
+    return differences
+
+
+def _differences(a: Any, b: Any, where: str, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in dict.fromkeys([*a, *b]):
+            _differences(a.get(key), b.get(key), f"{where}.{key}", out)
+    elif a != b:
+        out.append(f"{where}: {a!r} (A) vs {b!r} (B)")
 
 
 def _metric_of(model: dict[str, Any] | None, split: str, key: str) -> float | None:
@@ -149,15 +195,25 @@ def _fmt(value: Any) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def escape_cell(text: str) -> str:
-    """A Markdown table cell: ``|`` (as in group names like ``<5|red``) escaped."""
-    return str(text).replace("|", "\\|")
+#: A ``<`` that would open raw HTML in Markdown: a tag, a closing tag, a comment or declaration, an autolink.
+_HTML_OPENER = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def md_escape(text: Any) -> str:
+    """Text from names (models, classes, groups, the run) made inert in Markdown, also inside a table cell:
+    ``\\`` and ``|`` backslash-escaped, ``&`` and every ``<`` that could open raw HTML written as entities
+    (``<5|red`` stays readable as ``<5\\|red``; ``<script>`` becomes ``&lt;script>``)."""
+    text = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;")
+    return _HTML_OPENER.sub("&lt;", text)
 
 
 def to_markdown(table: ComparisonTable) -> str:
-    lines = ["| " + " | ".join(map(escape_cell, table.headers)) + " |",
+    """The table, then its notes (one paragraph each)."""
+    lines = ["| " + " | ".join(map(md_escape, table.headers)) + " |",
              "|" + "|".join("---" for _ in table.headers) + "|"]
-    lines += ["| " + " | ".join(map(escape_cell, row)) + " |" for row in table.rows]
+    lines += ["| " + " | ".join(map(md_escape, row)) + " |" for row in table.rows]
+    for note in table.notes:
+        lines += ["", md_escape(note)]
     return "\n".join(lines)
 
 

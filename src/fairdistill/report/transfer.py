@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.table import Table
 
-from fairdistill.report.tables import ComparisonTable
+from fairdistill.report.tables import ComparisonTable, to_markdown
 
 #: (column title, metric key) of the "teacher-student" pairs, in the order of seeds/002.
 TRANSFER_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -117,8 +117,7 @@ def transfer_markdown(metrics: dict[str, Any], split: str = "test") -> str:
     table = transfer_table(metrics, split)
     if not table.rows:
         return "_No teacher in this run._"
-    lines = ["| " + " | ".join(table.headers) + " |", "|" + "|".join("---" for _ in table.headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    lines = [to_markdown(table)]
     lines += ["", f"Teacher-student values in percent on the {split} split; MAD = mean absolute recall disparity "
               "between attribute values; MAD change = (student − teacher) / teacher."]
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from fairdistill.config import Selection, TrainConfig
 from fairdistill.data.core import SplitDataset, collate
 from fairdistill.distill.core import TeacherOutputs, TrainState
 from fairdistill.distill.method import Method
-from fairdistill.errors import ConfigError
+from fairdistill.errors import ConfigError, TrainingDivergedError
 from fairdistill.models.core import TappedModel
 from fairdistill.train.checkpoint import (
     capture_rng,
@@ -165,8 +165,7 @@ def fit(
                     else None
                 loss, _logs = method.batch_loss(batch, student_out, teacher_out, state)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"{desc}: the loss became {loss.item()} at epoch {epoch + 1}, step {state.step}")
+                    raise TrainingDivergedError(_divergence_message(desc, method, config, loss.item(), epoch, state))
                 accelerator.backward(loss / window)
             if steps_now:
                 if config.max_grad_norm is not None:
@@ -210,6 +209,20 @@ def fit(
     log.info("%s: selected epoch %d by %s", desc, best_epoch, select)
     model.eval()
     return FitResult(best_epoch=best_epoch, history=history, seconds=seconds_before + time.perf_counter() - started)
+
+
+def _divergence_message(
+    desc: str, method: Method, config: TrainConfig, value: float, epoch: int, state: TrainState
+) -> str:
+    """Which model diverged, where, and the options most likely responsible."""
+    options = ", ".join(f"{k}={v:g}" for k, v in method.numeric_options().items() if k.split(".")[1] in
+                        ("tau", "beta", "alpha", "eta", "weight", "upweight", "gamma", "kappa", "lambda_distance",
+                         "lambda_angle", "kd_weight", "nd_weight"))
+    return (f"{desc}: the training loss became {value} at epoch {epoch + 1} of {config.epochs} (step {state.step}). "
+            f"Likely cause: a learning rate too high for this model (lr={config.lr:g}"
+            + (f", max_grad_norm={config.max_grad_norm:g}" if config.max_grad_norm is not None else
+               "; try max_grad_norm: 1.0") + ")"
+            + (f" or an extreme method option ({options})" if options else "") + "; lower it and run again")
 
 
 def reinitialize(model: torch.nn.Module, optimizer: torch.optim.Optimizer, seed: int) -> None:
