@@ -21,35 +21,17 @@ import pytest
 import torch
 import yaml
 
+from cli_runner import TINY_RUN, expect_user_error, tiny_config
 from cli_runner import run_cli as cli
 from fairdistill.atomic_io import write_text
 from fairdistill.config import MAX_CONFIG_VALUES, load_config
 from fairdistill.errors import SHOWN_VALUE_CHARS, ConfigError
 
-TINY = {
-    "name": "hostile",
-    "seed": 0,
-    "data": {"name": "colored-mnist", "max_examples": 300},
-    "teacher": {"model": {"name": "cnn", "width": 6, "blocks": 2}, "train": {"epochs": 1, "batch_size": 50}},
-    "student": {"model": {"name": "cnn", "width": 4, "blocks": 2}, "train": {"epochs": 1, "batch_size": 50}},
-    "methods": [{"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}}],
-}
+TINY = {**TINY_RUN, "name": "hostile"}
 
 
 def config_file(path: Path, **changes) -> Path:
-    path.write_text(yaml.safe_dump({**TINY, **changes}))
-    return path
-
-
-def expect_user_error(monkeypatch, capsys, args: list[str], *messages: str) -> str:
-    code = cli(monkeypatch, *args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    flat = " ".join(err.split())
-    for message in messages:
-        assert message in flat, flat
-    return flat
+    return tiny_config(path, TINY, **changes)
 
 
 def run_dirs(parent: Path) -> list[Path]:

@@ -9,34 +9,23 @@ tests/unit/test_table_dataset.py.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
+from cli_runner import TINY_RUN, expect_user_error, tiny_config
 from cli_runner import run_cli as cli
 from fairdistill.config import load_config
 from fairdistill.experiment import resolved_config
 from fairdistill.run_record import start_record
 
-TINY = {
-    "name": "hostile",
-    "seed": 0,
-    "data": {"name": "colored-mnist", "max_examples": 300},
-    "teacher": {"model": {"name": "cnn", "width": 6, "blocks": 2}, "train": {"epochs": 1, "batch_size": 50}},
-    "student": {"model": {"name": "cnn", "width": 4, "blocks": 2}, "train": {"epochs": 1, "batch_size": 50}},
-    "methods": [{"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}}],
-}
-
-
+TINY = {**TINY_RUN, "name": "hostile"}
 
 
 def config_file(path: Path, **changes) -> Path:
-    path.write_text(yaml.safe_dump({**TINY, **changes}))
-    return path
+    return tiny_config(path, TINY, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +35,6 @@ def teacher_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert cli(mp, "run", str(config_file(root / "c.yaml")), "--output", str(root / "runs")) == 0
     (run_dir,) = list((root / "runs").iterdir())
     return run_dir / "checkpoints" / "teacher.pt"
-
-
-def expect_user_error(monkeypatch, capsys, args: list[str], message: str) -> str:
-    code = cli(monkeypatch, *args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert message in err and "Traceback" not in err
-    return err
 
 
 def test_corrupted_teacher_checkpoint(tmp_path: Path, monkeypatch, capsys) -> None:

