@@ -160,6 +160,12 @@ def check_file_name(name: str, what: str) -> str:
     return name
 
 
+def _with_options(kind: str, options: dict[str, Any]) -> str:
+    shown = [str(v) if isinstance(v, str) else f"{k}={v:g}" for k, v in options.items()
+             if isinstance(v, str) or (isinstance(v, (int, float)) and not isinstance(v, bool))]
+    return f"{kind}({', '.join(shown[:4])}{', ...' if len(shown) > 4 else ''})" if shown else kind
+
+
 class MethodConfig(Options):
     """One distillation method: a loss (default: the loss kind named like the method) and, later, weightings."""
 
@@ -173,6 +179,17 @@ class MethodConfig(Options):
     @property
     def loss_kind(self) -> str:
         return self.loss.kind if self.loss is not None else self.name
+
+    @property
+    def recipe(self) -> str:
+        """What the method is made of, for plans and tables: ``kd + early-readout(margin, beta=3, alpha=0.2)``
+        (each part's explicitly given options, at most four; text values bare, numbers as key=value)."""
+        parts = [self.loss_kind]
+        for kind, options in ((p.kind, p.options()) for p in (self.weighting, self.mixing) if p is not None):
+            parts.append(_with_options(kind, options))
+        if self.adversary is not None:
+            parts.append(_with_options("adversary", {k: v for k, v in self.adversary.items() if k != "target"}))
+        return " + ".join(parts)
 
     @field_validator("name")
     @classmethod

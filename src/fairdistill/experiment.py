@@ -111,8 +111,8 @@ class Plan:
         for m in self.methods:
             opts = m.loss_options.model_dump()
             lines.append(
-                f"  - {m.name}: loss {m.loss_kind} {opts or ''} — {m.train.epochs} epochs, lr {m.train.lr}, "
-                f"batch {m.train.batch_size}"
+                f"  - {m.name}: {m.config.recipe} — loss options {opts or '{}'}; {m.train.epochs} epochs, "
+                f"lr {m.train.lr}, batch {m.train.batch_size}"
             )
         return "\n".join(lines)
 
@@ -463,8 +463,8 @@ def _execute_seed(
         )
         save_model_checkpoint(checkpoints / f"{method_plan.name}.pt", student, plan.student.spec, info.num_classes)
         readouts = method.readout_probabilities(student, {"val": splits.val, "test": splits.test}, accelerator.device)
-        records.append(ModelRecord(method_plan.name, "student", method_plan.loss_kind, student, result, result.seconds,
-                                   readouts=readouts))
+        records.append(ModelRecord(method_plan.name, "student", method_plan.config.recipe, student, result,
+                                   result.seconds, readouts=readouts))
 
     for record in records:
         for split_name in ("val", "test"):
