@@ -165,7 +165,7 @@ def test_dry_run_validates_without_training(tmp_path: Path, monkeypatch, capsys)
     config = write_config(tmp_path / "c.yaml", TINY)
     assert cli(monkeypatch, "run", str(config), "--dry-run", "--output", str(tmp_path / "runs")) == 0
     out = capsys.readouterr().out
-    assert "config OK" in out and "kd: loss kd" in out and "train 240" in out
+    assert "config OK" in out and "kd: kd — loss options" in out and "train 240" in out
     assert not (tmp_path / "runs").exists()
 
 
