@@ -35,6 +35,26 @@ def _options(
     """Fair knowledge distillation: distil, then measure."""
 
 
+QUIET_HELP = "Show no progress on stderr: only warnings, errors and the results"
+VERBOSE_HELP = "Also show on stderr the details written to log.txt (cache hits, every epoch statistic)"
+METHODS_HELP = "Keep only these methods of the config (comma-separated names): --methods kd,dedier"
+
+
+def _method_names(methods: Optional[str]) -> Optional[list[str]]:
+    """``--methods a,b`` → ``["a", "b"]`` (None when the option is not given)."""
+    return None if methods is None else [name.strip() for name in methods.split(",")]
+
+
+def _progress(quiet: bool, verbose: bool):
+    """The progress reporter the --quiet / --verbose flags ask for."""
+    from fairdistill.errors import ConfigError
+    from fairdistill.progress import Progress
+
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose contradict each other; give one of them")
+    return Progress("quiet" if quiet else "verbose" if verbose else "normal")
+
+
 @app.command()
 def run(
     config: Annotated[Optional[Path], typer.Argument(help="YAML config (default: the embedded default run)")] = None,
@@ -43,36 +63,49 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the config and print the plan")] = False,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", help="Continue a stopped run in its directory RUN_DIR, with the config saved there")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help=METHODS_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Train (or load) the teacher, distil one student per method, evaluate all, write the run directory."""
     from fairdistill import experiment
     from fairdistill.config import load_config
     from fairdistill.errors import ConfigError
 
+    progress = _progress(quiet, verbose)
     if resume is not None:
-        if config is not None or set_ or output is not None or dry_run:
+        if config is not None or set_ or output is not None or dry_run or methods is not None:
             raise ConfigError("--resume continues a run with the config saved in its directory; "
-                              "drop CONFIG, --set, --output and --dry-run")
-        result = experiment.resume(resume)
+                              "drop CONFIG, --set, --output, --methods and --dry-run")
+        result = experiment.resume(resume, progress=progress)
         _print_run(result)
         return
-    cfg = load_config(config, set_)
+    cfg = load_config(config, set_, _method_names(methods))
     if output is not None:
         cfg = cfg.model_copy(update={"output": str(output)})
     if dry_run:
         console.print(experiment.dry_run(cfg), highlight=False)
         return
-    _print_run(experiment.run(cfg))
+    _print_run(experiment.run(cfg, progress=progress))
 
 
 def _print_run(result) -> None:
-    """The comparison and teacher → student tables of a finished run, and where its files are."""
-    from fairdistill.report.tables import TERMINAL_COLUMNS, comparison_table, to_rich
-    from fairdistill.report.transfer import transfer_rich
+    """The comparison and teacher → student tables of a finished run (each as wide as the console allows, with
+    its legend and notes), and where its files are."""
+    from fairdistill.report.tables import terminal_table, to_rich
+    from fairdistill.report.transfer import terminal_transfer_table, transfer_rich
 
     name = result.metrics["run"]["name"]
-    console.print(to_rich(comparison_table(result.metrics, "test", TERMINAL_COLUMNS), title=f"{name}: test split"))
-    console.print(transfer_rich(result.metrics, title=f"{name}: teacher → student (test, %)"))
+    table = terminal_table(result.metrics, "test", console.width)
+    console.print(to_rich(table, title=f"{name}: test split", left=sum(h in ("model", "role", "method")
+                                                                       for h in table.headers)))
+    for line in (table.legend, *table.notes):
+        console.print(line, highlight=False, markup=False)
+    transfer = terminal_transfer_table(result.metrics, "test", console.width)
+    if transfer.rows:
+        console.print(transfer_rich(result.metrics, title=f"{name}: teacher → student (test, %)",
+                                    width=console.width))
+        console.print(transfer.legend, highlight=False, markup=False)
     console.print(f"report: {result.run_dir / 'report.md'}", highlight=False)
     console.print(f"html report: {result.run_dir / 'report.html'}", highlight=False)
     console.print(f"run directory: {result.run_dir}", highlight=False)
@@ -84,14 +117,20 @@ def sweep(
     grid: Annotated[list[str], typer.Option("--grid", help="A swept field: key.path=v1,v2,... (YAML values)")] = [],
     set_: Annotated[list[str], typer.Option("--set", help="Override a field: key.path=value (YAML value)")] = [],
     output: Annotated[Optional[Path], typer.Option("--output", help="Parent folder of the sweep directory")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help=METHODS_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
-    """Run the config at every point of a grid; write sweep.json and a trade-off plot in one sweep directory."""
+    """Run the config at every point of a grid, training the teacher and each method once per distinct setting;
+    write sweep.json, a trade-off plot and sweep.html / sweep.md in one sweep directory."""
     from fairdistill.report.tables import to_rich
     from fairdistill.sweep import run_sweep, sweep_table
 
-    result = run_sweep(config, grid, set_, output)
+    result = run_sweep(config, grid, set_, output, _method_names(methods), progress=_progress(quiet, verbose))
     console.print(to_rich(sweep_table(result.document), title=f"{result.document['name']}: sweep (test split)"))
     console.print(f"trade-off plot: {result.sweep_dir / 'tradeoff.png'}", highlight=False)
+    console.print(f"sweep report: {result.sweep_dir / 'sweep.html'}", highlight=False)
+    console.print(f"sweep report: {result.sweep_dir / 'sweep.md'}", highlight=False)
     console.print(f"sweep directory: {result.sweep_dir}", highlight=False)
 
 
@@ -115,12 +154,15 @@ def compare(
     force: Annotated[bool, typer.Option(
         "--force", help="Compare runs on different data anyway (with a warning)")] = False,
 ) -> None:
-    """Print two runs' metrics side by side, per model and metric, with the difference B − A.
+    """Print how two runs' configs differ, then their metrics side by side, per model and metric, with B − A.
 
-    Runs on different data (dataset name, options, split sizes, class / attribute / group names) are refused,
-    since better / worse means nothing across them; --force prints the table under a warning.
+    B is called better or worse only where the 95% paired-bootstrap interval of B − A over the split's examples
+    (both runs' saved predictions, matched by example) excludes 0; otherwise "no clear difference". Runs on
+    different data (dataset name, options, split sizes, class / attribute / group names) are refused, since
+    better / worse means nothing across them; --force prints the table under a warning.
     """
     from fairdistill.errors import ConfigError
+    from fairdistill.report.compare import config_differences, paired_intervals
     from fairdistill.report.rundir import read_metrics
     from fairdistill.report.tables import compare_table, dataset_differences, to_rich
 
@@ -135,18 +177,26 @@ def compare(
     if differences:
         from rich.markup import escape
 
-        errors.print(f"[bold red]WARNING: A and B were run on different data; better / worse below compares "
-                     f"different test sets:[/bold red] {escape(shown)}", highlight=False, soft_wrap=True)
-    table = compare_table(metrics_a, metrics_b, split)
+        errors.print(f"[bold red]WARNING: A and B were run on different data; the values below come from "
+                     f"different {split} sets:[/bold red] {escape(shown)}", highlight=False, soft_wrap=True)
     console.print(f"A: {run_a.resolve()}\nB: {run_b.resolve()}", highlight=False)
+    changes = config_differences(run_a, run_b)
+    console.print("config (A → B): " + ("the same" if not changes else f"{len(changes)} difference(s)"),
+                  highlight=False, markup=False)
+    for change in changes:
+        console.print(f"  {change}", highlight=False, markup=False)
+    intervals = paired_intervals(run_a, metrics_a, run_b, metrics_b, split)
+    table = compare_table(metrics_a, metrics_b, split, intervals=intervals.by_model,
+                          confidence=intervals.confidence)
     console.print(to_rich(table, title=f"{split} split: A vs B"))
-    for note in table.notes:
+    for note in (intervals.note, *table.notes):
         console.print(note, highlight=False, markup=False)
 
 
 @app.command("list")
 def list_components() -> None:
-    """List the registered datasets, models, losses and methods."""
+    """List the registered datasets, models, losses and methods, and the packaged configs."""
+    from fairdistill.config import PACKAGED_CONFIGS, packaged_configs
     from fairdistill.data import DATASETS
     from fairdistill.distill import LOSSES
     from fairdistill.models import MODELS
@@ -156,7 +206,11 @@ def list_components() -> None:
         for name in registry.names():
             entry = registry.get(name)
             facts = ", ".join(f"{k}={v}" for k, v in entry.meta.items())
-            console.print(f"  {name:<16} {entry.summary}" + (f" [{facts}]" if facts else ""), highlight=False)
+            console.print(f"  {name:<16} {entry.summary}" + (f" [{facts}]" if facts else ""),
+                          highlight=False, markup=False)
+    console.print("[bold]configs[/bold] (fairdistill run NAME)")
+    for name in packaged_configs():
+        console.print(f"  {name:<16} {PACKAGED_CONFIGS / (name + '.yaml')}", highlight=False, markup=False)
 
 
 def main() -> None:
@@ -164,10 +218,13 @@ def main() -> None:
     or what :func:`fairdistill.errors.as_user_error` counts as one, e.g. a full disk) prints one message and
     exits with status 2, without a traceback; a command-line usage mistake exits 2 with the usage hint."""
     from rich.markup import escape
-    from typer._click import exceptions as click_exceptions  # typer ships its own copy of click
+    try:
+        from typer._click import exceptions as click_exceptions  # typer ≥ 0.2x ships its own copy of click
+    except ImportError:  # older typer uses click itself
+        from click import exceptions as click_exceptions
 
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="fairdistill")
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):

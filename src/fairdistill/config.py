@@ -8,6 +8,7 @@ stays at the bottom of the dependency graph.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,6 +21,8 @@ from fairdistill.registry import Options, format_validation_error
 
 #: The embedded default run (``fairdistill run`` with no CONFIG).
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+#: The folder of the configs that ship in the package (``fairdistill run adult``).
+PACKAGED_CONFIGS = DEFAULT_CONFIG.parent
 
 Selection = Literal["val_worst_group_acc", "val_acc", "last"]
 
@@ -257,9 +260,39 @@ class RunConfig(Options):
         return self
 
 
+def packaged_configs() -> list[str]:
+    """Names of the configs that ship in the package (``fairdistill run NAME``), sorted."""
+    return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config(path: str | Path | None) -> Path:
+    """The config file that ``path`` names: an existing file as given; otherwise a bare name (``adult``,
+    ``adult.yaml``) or ``configs/<name>.yaml`` is looked up among the packaged configs, so the README's
+    commands work from any folder once installed. ``None`` is the embedded default. A real file always wins;
+    an unknown name raises a ConfigError listing the packaged configs."""
+    if path is None:
+        return DEFAULT_CONFIG
+    given = Path(path)
+    if given.is_file():
+        return given
+    parts = given.parts
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] == "configs"):
+        name = parts[-1]
+        stem = name[: -len(given.suffix)] if given.suffix in (".yaml", ".yml") else name
+        names = packaged_configs()
+        if stem in names:
+            return PACKAGED_CONFIGS / f"{stem}.yaml"
+        close = difflib.get_close_matches(stem, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"config file not found: {given.resolve()}, and no packaged config is named "
+                          f"{shown_value(stem)}.{hint} Packaged configs: {', '.join(names)}")
+    return given
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config as data (``safe_load``: no tags, no code); errors name the file and line."""
-    path = Path(path)
+    """Read a YAML config as data (``safe_load``: no tags, no code); errors name the file and line.
+    ``path`` goes through :func:`resolve_config` (a bare name is a packaged config)."""
+    path = resolve_config(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path.resolve()}")
     if path.stat().st_size > MAX_CONFIG_BYTES:
@@ -359,14 +392,35 @@ def _with_method_names(message: str, raw: dict[str, Any]) -> str:
     return message
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Load a config file (default: the embedded default run), apply ``--set`` overrides, validate."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), methods: list[str] | None = None
+) -> RunConfig:
+    """Load a config file (default: the embedded default run), apply ``--set`` overrides, keep only the named
+    ``methods`` when given (``--methods``), validate."""
     raw = load_yaml(path if path is not None else DEFAULT_CONFIG)
     for assignment in overrides:
         raw = apply_override(raw, assignment)
-    return parse_config(raw)
+    return parse_config(raw if methods is None else keep_methods(raw, methods))
 
 
 def config_to_yaml(config: RunConfig) -> str:
     """The resolved config (defaults filled in) as YAML."""
     return yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def keep_methods(raw: dict[str, Any], names: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``raw`` with only the ``methods`` entries named in ``names`` (``--methods a,b``), in the config's order;
+    a name the config does not hold, or an empty selection, is a ConfigError naming the valid names."""
+    wanted = [n.strip() for n in names if n.strip()]
+    methods = raw.get("methods")
+    if not isinstance(methods, list):
+        raise ConfigError("--methods: the config has no list of methods to choose from")
+    valid = [str(m.get("name")) for m in methods if isinstance(m, dict)]
+    listed = _bounded(", ".join(valid)) if valid else "(none)"
+    if not wanted:
+        raise ConfigError(f"--methods: give at least one method name; the config's methods: {listed}")
+    unknown = [n for n in dict.fromkeys(wanted) if n not in valid]
+    if unknown:
+        raise ConfigError(f"--methods: no method named {_bounded(', '.join(map(shown_value, unknown)))} in the "
+                          f"config; its methods: {listed}")
+    return {**raw, "methods": [copy.deepcopy(m) for m in methods if isinstance(m, dict) and m.get("name") in wanted]}

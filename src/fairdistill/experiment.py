@@ -8,7 +8,7 @@ import platform
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -27,6 +27,7 @@ from fairdistill.distill import LOSSES, Method, MethodContext, build_method, res
 from fairdistill.distill.method import validate_parts
 from fairdistill.errors import ConfigError, FairdistillError, TrainingDivergedError, as_user_error
 from fairdistill.output_dirs import check_output_parent, new_stamped_dir
+from fairdistill.progress import ON_SCREEN, SILENT, Progress
 from fairdistill.evaluate.metrics import compute_metrics
 from fairdistill.evaluate.predict import Predictions, predict
 from fairdistill.models import MODELS, TappedModel, build_model, count_parameters, default_model_spec
@@ -279,8 +280,9 @@ COMPLETE_MARKER = ".complete"
 TRAINING_CHECKPOINT_SUFFIX = "-train.pt"
 
 
-def run(config: RunConfig) -> RunResult:
+def run(config: RunConfig, *, progress: Progress = SILENT) -> RunResult:
     """Execute a whole run and write its directory under ``config.output``; returns it with the metrics.
+    ``progress`` shows the plan, the models' epochs and the phases as they happen.
 
     A user error met on the way (bad data, an unreadable checkpoint, a full disk) removes the run directory,
     which would only hold a half-written run; a loss that diverges keeps the models finished before it and
@@ -291,7 +293,7 @@ def run(config: RunConfig) -> RunResult:
     try:
         write_text(run_dir / "config.yaml", config_to_yaml(config))
         start_record(run_dir, resolved_config(config))
-        return _run_in(plan, run_dir, record=None)
+        return _run_in(plan, run_dir, record=None, progress=progress)
     except BaseException as exc:
         user_error = as_user_error(exc, where=run_dir)
         if user_error is None:
@@ -320,7 +322,7 @@ def _after_user_error(error: FairdistillError, run_dir: Path) -> FairdistillErro
     return error
 
 
-def resume(run_dir: Path) -> RunResult:
+def resume(run_dir: Path, *, progress: Progress = SILENT) -> RunResult:
     """Continue a run that stopped (crash, kill -9, power loss) in its own directory, with its saved config.
 
     Models whose training finished are reloaded from their training checkpoints, a model killed mid-training
@@ -343,7 +345,7 @@ def resume(run_dir: Path) -> RunResult:
         log.warning("run %s is already complete; nothing to resume", run_dir)
         return RunResult(run_dir, read_metrics(run_dir))
     try:
-        return _run_in(make_plan(config), run_dir, record=record)
+        return _run_in(make_plan(config), run_dir, record=record, progress=progress)
     except BaseException as exc:
         user_error = as_user_error(exc, where=run_dir)
         if user_error is None:
@@ -351,14 +353,14 @@ def resume(run_dir: Path) -> RunResult:
         raise user_error from None  # the directory stays: it holds the run being resumed
 
 
-def _run_in(plan: Plan, run_dir: Path, *, record: dict[str, Any] | None) -> RunResult:
+def _run_in(plan: Plan, run_dir: Path, *, record: dict[str, Any] | None, progress: Progress) -> RunResult:
     """Run (``record`` None) or resume (``record``: run.json as read at resume) a run in its directory."""
     resumed = record is not None
-    with _log_to(run_dir / "log.txt"):
+    with _log_to(run_dir / "log.txt"), progress.showing_log():
         log.info("fairdistill %s, torch %s, run dir %s%s", fairdistill.__version__, torch.__version__, run_dir,
                  " (resumed)" if resumed else "")
-        log.info("plan:\n%s", plan.describe())
-        metrics = _execute(plan, run_dir, record)
+        log.info("plan:\n%s", plan.describe(), extra=ON_SCREEN)
+        metrics = _execute(plan, run_dir, record, progress)
         write_text(run_dir / COMPLETE_MARKER, dt.datetime.now().isoformat(timespec="seconds") + "\n")
         for stale in (run_dir / "checkpoints").rglob(f"*{TRAINING_CHECKPOINT_SUFFIX}"):
             stale.unlink()  # only needed to resume; the selected weights stay in checkpoints/<model>.pt
@@ -386,16 +388,23 @@ def _log_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def _execute(plan: Plan, run_dir: Path, record: dict[str, Any] | None) -> dict[str, Any]:
+def _execute(plan: Plan, run_dir: Path, record: dict[str, Any] | None, progress: Progress) -> dict[str, Any]:
     """Every seed of the run, then metrics.json (seeds combined, amplification, margins) and the report."""
     config = plan.config
     started = time.time()
     accelerator = make_accelerator(config.device, config.mixed_precision)
-    splits = load_plan_data(plan)
+    if not accelerator.is_main_process:
+        progress = SILENT
+    seeds = config.seed_list
+    teacher_epochs = 0 if plan.teacher.checkpoint is not None else plan.teacher.train.epochs
+    progress.start(plan.describe(), run_dir, models=len(seeds) * (1 + len(plan.methods)),
+                   epochs=len(seeds) * (teacher_epochs + sum(m.train.epochs for m in plan.methods)),
+                   resumed=record is not None)
+    with progress.phase(f"loading data ({config.data.name})"):
+        splits = load_plan_data(plan)
     log.info("data: %s", {name: len(split) for name, split in splits.items()})
     record_data(run_dir, record, {name: split_digest(split) for name, split in splits.items()})
     cache_dir = usable_cache_dir(_cache_dir(config)) if plan.needs_teacher else _cache_dir(config)
-    seeds = config.seed_list
     several = len(seeds) > 1
     tracker = None
     if accelerator.is_main_process:
@@ -404,28 +413,33 @@ def _execute(plan: Plan, run_dir: Path, record: dict[str, Any] | None) -> dict[s
     for k, seed in enumerate(seeds):
         if several:
             log.info("seed %d (%d of %d)", seed, k + 1, len(seeds))
-        records = _execute_seed(plan, splits, accelerator, seed, run_dir, several, cache_dir)
+        records = _execute_seed(plan, splits, accelerator, seed, run_dir, several, cache_dir, progress)
         documents[seed] = _metrics_document(plan, splits, records, started, accelerator, seed)
         if tracker is not None:
             for record in records:
                 if record.fit is not None:
                     tracker.log_history(f"seed{seed}/{record.name}" if several else record.name, record.fit.history)
-    metrics = combine_seeds(documents)
-    metrics = add_analysis(metrics, load_frames(run_dir, metrics, "test"), seed=seeds[0])
-    metrics["run"]["seconds"] = round(time.time() - started, 3)
-    write_json(run_dir / "metrics.json", metrics)
+    with progress.phase("metrics: seeds combined, amplification, margins"):
+        metrics = combine_seeds(documents)
+        metrics = add_analysis(metrics, load_frames(run_dir, metrics, "test"), seed=seeds[0])
+        metrics["run"]["seconds"] = round(time.time() - started, 3)
+        write_json(run_dir / "metrics.json", metrics)
     if accelerator.is_main_process:
-        renderer = example_renderer(splits.test, splits.info.modality, splits.provenance.get("feature_names"))
-        write_report(run_dir, metrics, renderer)
+        with progress.phase("report: figures, report.html, report.md"):
+            renderer = example_renderer(splits.test, splits.info.modality, splits.provenance.get("feature_names"),
+                                        splits.provenance.get("standardisation"))
+            write_report(run_dir, metrics, renderer)
     if tracker is not None:
         tracker.log_final(metrics)
         tracker.finish()
-    log.info("run finished in %.1f s", time.time() - started)
+    log.info("run finished in %.1f s", time.time() - started, extra=ON_SCREEN)
+    progress.finish()
     return metrics
 
 
 def _execute_seed(
-    plan: Plan, splits: Splits, accelerator: Accelerator, seed: int, run_dir: Path, several: bool, cache_dir: Path
+    plan: Plan, splits: Splits, accelerator: Accelerator, seed: int, run_dir: Path, several: bool, cache_dir: Path,
+    progress: Progress = SILENT,
 ) -> list[ModelRecord]:
     """Train (or load) the teacher and train every student with one seed; write checkpoints and predictions."""
     config = plan.config
@@ -437,16 +451,24 @@ def _execute_seed(
         m = _metrics(model, splits, "val", accelerator, plan.student.train.eval_batch_size)
         return {"val_acc": m["accuracy"], "val_worst_group_acc": m["worst_group_accuracy"]}
 
-    records: list[ModelRecord] = [_teacher(plan, splits, accelerator, validate, checkpoints, seed)]
+    def label(name: str) -> str:
+        return f"{name} (seed {seed})" if several else name
+
+    records: list[ModelRecord] = [_teacher(plan, splits, accelerator, validate, checkpoints, seed, progress,
+                                           label("teacher"))]
     teacher_cache = teacher_val = None
     if plan.needs_teacher:
-        teacher_cache = load_or_compute(
-            records[0].model, splits.train, _dataset_description(plan), cache_dir,
-            plan.teacher.train.eval_batch_size, accelerator.device, num_classes=info.num_classes,
-        )
-        teacher_val = TeacherOutputs(*compute_teacher_outputs(
-            records[0].model, splits.val, plan.teacher.train.eval_batch_size, accelerator.device))
+        with progress.phase("teacher outputs on train (cached) and val", spinner=False):
+            teacher_cache = load_or_compute(
+                records[0].model, splits.train, _dataset_description(plan), cache_dir,
+                plan.teacher.train.eval_batch_size, accelerator.device, num_classes=info.num_classes,
+            )
+            teacher_val = TeacherOutputs(*compute_teacher_outputs(
+                records[0].model, splits.val, plan.teacher.train.eval_batch_size, accelerator.device))
     for i, method_plan in enumerate(plan.methods):
+        recipe = method_plan.config.recipe
+        progress.model_started(label(method_plan.name), _epochs_text(method_plan.train.epochs)
+                               + (f" ({recipe})" if recipe != method_plan.name else ""))
         set_seed(seed)
         student = build_role_model(plan, "student", splits)
         context = method_context(
@@ -459,13 +481,27 @@ def _execute_seed(
             student, method, splits.train, method_plan.train, accelerator=accelerator, seed=seed,
             teacher_cache=teacher_cache if method.requires_teacher else None, validate=validate,
             select=config.select, desc=method_plan.name,
-            checkpoint=checkpoints / f"{method_plan.name}{TRAINING_CHECKPOINT_SUFFIX}",
+            checkpoint=checkpoints / f"{method_plan.name}{TRAINING_CHECKPOINT_SUFFIX}", progress=progress,
         )
         save_model_checkpoint(checkpoints / f"{method_plan.name}.pt", student, plan.student.spec, info.num_classes)
-        readouts = method.readout_probabilities(student, {"val": splits.val, "test": splits.test}, accelerator.device)
+        refits = getattr(method.weighting, "readout_probabilities", None) is not None
+        with progress.phase(f"{label(method_plan.name)}: early-readout refit") if refits else nullcontext():
+            readouts = method.readout_probabilities(student, {"val": splits.val, "test": splits.test},
+                                                    accelerator.device)
         records.append(ModelRecord(method_plan.name, "student", method_plan.config.recipe, student, result,
                                    result.seconds, readouts=readouts))
 
+    with progress.phase(f"evaluating {len(records)} models on val and test"
+                        + (f" (seed {seed})" if several else "")):
+        _evaluate(plan, splits, accelerator, records, predictions_folder)
+    return records
+
+
+def _evaluate(
+    plan: Plan, splits: Splits, accelerator: Accelerator, records: list[ModelRecord], predictions_folder: Path
+) -> None:
+    """Predictions (written as parquet) and metrics of every model on val and test."""
+    info = splits.info
     for record in records:
         for split_name in ("val", "test"):
             predictions = predict(record.model, getattr(splits, split_name), plan.student.train.eval_batch_size,
@@ -475,14 +511,18 @@ def _execute_seed(
             record.metrics[split_name] = compute_metrics(
                 predictions.y, predictions.probs, predictions.attr, predictions.group, info
             )
-    return records
 
 
 def _teacher(
-    plan: Plan, splits: Splits, accelerator: Accelerator, validate, checkpoints: Path, seed: int
+    plan: Plan, splits: Splits, accelerator: Accelerator, validate, checkpoints: Path, seed: int,
+    progress: Progress = SILENT, label: str = "teacher",
 ) -> ModelRecord:
     info = splits.info
     set_seed(seed)
+    if plan.teacher.checkpoint is not None:
+        progress.model_started(label, f"loaded from {plan.teacher.checkpoint}")
+    else:
+        progress.model_started(label, _epochs_text(plan.teacher.train.epochs))
     teacher = build_role_model(plan, "teacher", splits)
     if plan.teacher.checkpoint is not None:
         load_model_checkpoint(plan.teacher.checkpoint, teacher, info.num_classes)
@@ -492,9 +532,13 @@ def _teacher(
     erm = Method("teacher", LOSSES.get("erm").target(Options(), MethodContext(info, splits.train)))
     result = fit(teacher, erm, splits.train, plan.teacher.train, accelerator=accelerator, seed=seed,
                  validate=validate, select=plan.config.select, desc="teacher",
-                 checkpoint=checkpoints / f"teacher{TRAINING_CHECKPOINT_SUFFIX}")
+                 checkpoint=checkpoints / f"teacher{TRAINING_CHECKPOINT_SUFFIX}", progress=progress)
     save_model_checkpoint(checkpoints / "teacher.pt", teacher, plan.teacher.spec, info.num_classes)
     return ModelRecord("teacher", "teacher", "erm", teacher, result, result.seconds)
+
+
+def _epochs_text(epochs: int) -> str:
+    return f"{epochs} epoch{'s' if epochs != 1 else ''}"
 
 
 def _metrics(model: TappedModel, splits: Splits, split: str, accelerator: Accelerator, batch_size: int) -> dict:
@@ -587,7 +631,8 @@ def rebuild_report(run_dir: Path) -> Path:
         reference = next(iter(next(iter(frames.values())).values()))
         if len(splits.test) != len(reference) or not np.array_equal(splits.test.y.numpy(), reference["y"].to_numpy()):
             raise FairdistillError("the reloaded test split does not match the saved predictions")
-        renderer = example_renderer(splits.test, splits.info.modality, splits.provenance.get("feature_names"))
+        renderer = example_renderer(splits.test, splits.info.modality, splits.provenance.get("feature_names"),
+                                    splits.provenance.get("standardisation"))
     except FairdistillError as exc:
         log.warning("report: examples are not shown (%s)", exc)
     return write_report(run_dir, metrics, renderer).html

@@ -4,13 +4,25 @@
 YAML, separated by top-level commas (commas inside ``[...]``, ``{...}`` or quotes belong to a value). Several
 ``--grid`` options make the Cartesian product. Every point is checked before anything trains; then each runs
 as an ordinary run inside ``<output>/<name>-sweep-<timestamp>/``, which also holds ``sweep.json`` (each point's
-values and the headline test metrics of each model, rewritten after every point) and ``tradeoff.png``.
+values and the headline test metrics of each model, rewritten after every point), ``tradeoff.png`` and the
+sweep report (``sweep.html``, ``sweep.md``).
+
+Nothing is trained twice. The teacher's identity is a digest of what determines it (data, teacher model,
+training and checkpoint, seeds, checkpoint selection, device, mixed precision): the first point with an
+identity trains the teacher and later points with the same one load it from that run's
+``checkpoints/teacher.pt`` (through ``teacher.checkpoint``; with several seeds, whose teachers are one file
+each, the teacher is retrained, and the point's ``"teacher"`` entry in sweep.json says why). A method's identity is a digest of its own entry, the student, the teacher's identity, the
+data, seeds and selection: a point trains only the methods whose identity is new, and the rows of the others
+are copied from the point that trained them (``"reused_from": "p0"``), so every method shows at every point.
+A point that changes nothing any model depends on makes no run at all (``"run_dir": null``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -20,14 +32,25 @@ from typing import Any, Sequence
 import yaml
 
 from fairdistill.atomic_io import atomic_path, write_json
-from fairdistill.config import DEFAULT_CONFIG, RunConfig, apply_override, load_yaml, parse_config, yaml_data
+from fairdistill.config import (
+    DEFAULT_CONFIG,
+    MethodConfig,
+    RunConfig,
+    apply_override,
+    keep_methods,
+    load_yaml,
+    parse_config,
+    resolve_config,
+    yaml_data,
+)
 from fairdistill.errors import ConfigError, shown_value
 from fairdistill.output_dirs import new_stamped_dir
+from fairdistill.progress import SILENT, Progress
 from fairdistill.report.tables import ComparisonTable
 
 log = logging.getLogger(__name__)
 
-SWEEP_SCHEMA_VERSION = 1
+SWEEP_SCHEMA_VERSION = 2
 
 #: Test metrics recorded per model and point in sweep.json.
 HEADLINE_KEYS = ("accuracy", "worst_group_accuracy", "balanced_accuracy", "recall_disparity_mad", "eo_difference",
@@ -142,13 +165,34 @@ def _point_configs(
     return configs
 
 
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+
+
+def teacher_identity(config: RunConfig) -> str:
+    """Digest of the parts of a resolved config that determine the teacher (equal digest: the same teacher)."""
+    d = config.model_dump(mode="json")
+    return _digest({"data": d["data"], "teacher": d["teacher"], "seeds": config.seed_list, "select": d["select"],
+                    "device": d["device"], "mixed_precision": d["mixed_precision"]})
+
+
+def method_identity(config: RunConfig, method: MethodConfig) -> str:
+    """Digest of what determines one student: its method entry, the student, the teacher, data, seeds, select."""
+    d = config.model_dump(mode="json")
+    return _digest({"method": method.model_dump(mode="json"), "student": d["student"],
+                    "teacher": teacher_identity(config), "data": d["data"], "seeds": config.seed_list,
+                    "select": d["select"]})
+
+
 def run_sweep(
     config_path: str | Path | None, grids: Sequence[str], overrides: Sequence[str] = (),
-    output: str | Path | None = None,
+    output: str | Path | None = None, methods: Sequence[str] | None = None, *, progress: Progress = SILENT,
 ) -> SweepResult:
-    """Validate every point, then run them one after the other; returns the sweep directory and sweep.json."""
+    """Validate every point, then run them one after the other, training each teacher and each student once;
+    returns the sweep directory and sweep.json. ``methods``: keep only these methods of the config."""
     from fairdistill import experiment
     from fairdistill.report.plots import tradeoff_png
+    from fairdistill.report.sweep_report import run_intervals, write_sweep_report
 
     if not grids:
         raise ConfigError("sweep: give at least one --grid key.path=value1,value2,...")
@@ -156,6 +200,15 @@ def run_sweep(
     raw = load_yaml(config_path if config_path is not None else DEFAULT_CONFIG)
     for assignment in overrides:
         raw = apply_override(raw, assignment)
+    if methods is not None:
+        kept = keep_methods(raw, list(methods))
+        dropped = {m.get("name") for m in raw["methods"] if isinstance(m, dict)} - {m["name"] for m in kept["methods"]}
+        for axis in axes:
+            parts = axis.path.split(".")
+            if len(parts) > 1 and parts[0] == "methods" and parts[1] in dropped:
+                raise ConfigError(f"--grid {axis.path}: method {parts[1]!r} is left out by --methods; keep it or "
+                                  "sweep another field")
+        raw = kept
     base = parse_config(raw)
     points = grid_points(axes)
     parent = Path(output) if output is not None else Path(base.output)
@@ -165,30 +218,90 @@ def run_sweep(
     document: dict[str, Any] = {
         "schema_version": SWEEP_SCHEMA_VERSION,
         "name": base.name,
-        "config": str(Path(config_path).resolve()) if config_path is not None else "(embedded default)",
+        "config": str(resolve_config(config_path).resolve()) if config_path is not None else "(embedded default)",
         "overrides": list(overrides),
+        "methods": [m.name for m in base.methods],
         "grid": {axis.path: list(axis.values) for axis in axes},
         "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "points": [],
     }
+    teachers: dict[str, tuple[str, str, Path | None]] = {}  # teacher identity → (point, run dir, its teacher.pt)
+    teacher_rows: dict[str, tuple[str, str, dict[str, Any]]] = {}  # → (point, run dir, row) first evaluated
+    students: dict[str, tuple[str, str, dict[str, Any]]] = {}  # method identity → (point, run dir, row)
     for i, (point, config) in enumerate(zip(points, configs)):
-        label = point_label(point)
-        log.info("sweep point %d/%d: %s", i + 1, len(points), label)
-        result = experiment.run(config.model_copy(update={"output": str(sweep_dir)}))
-        document["points"].append({
-            "index": i,
-            "label": label,
-            "values": {axis.path: axis.values[k] for axis, k in point},
-            "run_dir": result.run_dir.name,
-            "models": headline(result.metrics),
-        })
+        label, key = point_label(point), f"p{i}"
+        tid = teacher_identity(config)
+        mids = {m.name: method_identity(config, m) for m in config.methods}
+        new = [m for m in config.methods if mids[m.name] not in students]
+        entry: dict[str, Any] = {"index": i, "label": label, "values": {axis.path: axis.values[k] for axis, k in point}}
+        rows: dict[str, dict[str, Any]] = {}
+        if not new:
+            log.info("sweep point %d/%d: %s — every model is already trained; nothing to run", i + 1, len(points),
+                     label)
+            progress.say(f"sweep point {i + 1}/{len(points)}: {label} — every model already trained; nothing to run")
+            entry["run_dir"] = None
+            point_from, run_dir, row = teacher_rows[tid]
+            trained_at, trained_in = teachers[tid][:2] if tid in teachers else (point_from, run_dir)
+            rows["teacher"] = {**row, "reused_from": trained_at, "run_dir": trained_in}
+            entry["trained"] = []
+            entry["teacher"] = f"reused from {trained_at}"
+        else:
+            run_config = config.model_copy(update={"output": str(sweep_dir), "methods": new})
+            reused_teacher = None
+            teacher_note = ("loaded from teacher.checkpoint" if config.teacher.checkpoint is not None
+                            else "trained")
+            if tid in teachers and config.teacher.checkpoint is None:
+                trained_at, trained_in, checkpoint = teachers[tid]
+                if len(config.seed_list) > 1 or checkpoint is None:
+                    teacher_note = (f"retrained (the teacher of {trained_at}): with several seeds each seed has its "
+                                    "own teacher, and teacher.checkpoint names one file")
+                else:
+                    reused_teacher = (trained_at, trained_in)
+                    teacher_note = f"loaded from {trained_at} ({trained_in}/checkpoints/teacher.pt)"
+                    run_config = run_config.model_copy(update={
+                        "teacher": config.teacher.model_copy(update={"checkpoint": str(checkpoint)})})
+            entry["teacher"] = teacher_note
+            log.info("sweep point %d/%d: %s — training %s; teacher %s", i + 1, len(points), label,
+                     ", ".join(m.name for m in new), teacher_note)
+            progress.say(f"sweep point {i + 1}/{len(points)}: {label} — training {', '.join(m.name for m in new)}; "
+                         f"teacher {teacher_note}")
+            result = experiment.run(run_config, progress=progress)
+            run_name = result.run_dir.name
+            entry["run_dir"] = run_name
+            trained = headline(result.metrics)
+            for name, interval in run_intervals(result.run_dir, result.metrics).items():
+                if name in trained:
+                    trained[name]["interval"] = interval
+            teacher_row = trained.pop("teacher", None)
+            if teacher_row is not None:
+                if reused_teacher is not None:
+                    teacher_row = {**teacher_row, "reused_from": reused_teacher[0], "run_dir": reused_teacher[1]}
+                elif config.teacher.checkpoint is None and tid not in teachers:
+                    several = len(config.seed_list) > 1
+                    path = result.run_dir / "checkpoints" / "teacher.pt"
+                    teachers[tid] = (key, run_name, None if several or not path.is_file() else path)
+                teacher_rows.setdefault(tid, (key, run_name, teacher_row))
+                rows["teacher"] = teacher_row
+            for m in new:
+                if m.name in trained:
+                    students[mids[m.name]] = (key, run_name, trained[m.name])
+            entry["trained"] = (["teacher"] if reused_teacher is None and config.teacher.checkpoint is None else []) + [
+                m.name for m in new]
+        for m in config.methods:
+            point_from, run_dir, row = students[mids[m.name]]
+            rows[m.name] = row if point_from == key else {**row, "reused_from": point_from, "run_dir": run_dir}
+        entry["models"] = rows
+        document["points"].append(entry)
         document["seconds"] = round(time.time() - started, 3)
         write_json(sweep_dir / "sweep.json", document)
     title = f"{base.name}: sweep over {', '.join(a.path for a in axes)}"
+    png = tradeoff_png(tradeoff_points(document), title)
     with atomic_path(sweep_dir / "tradeoff.png") as tmp:
-        tmp.write_bytes(tradeoff_png(tradeoff_points(document), title))
+        tmp.write_bytes(png)
     document["figure"] = "tradeoff.png"
+    document["report"] = {"html": "sweep.html", "markdown": "sweep.md"}
     write_json(sweep_dir / "sweep.json", document)
+    write_sweep_report(sweep_dir, document, png)
     return SweepResult(sweep_dir, document)
 
 
@@ -221,13 +334,16 @@ def tradeoff_points(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def sweep_table(document: dict[str, Any]) -> ComparisonTable:
-    """One row per (grid point, model) with the headline test metrics."""
+    """One row per (grid point, model) with the headline test metrics; the last column says where the model was
+    trained when it was reused from an earlier point (``p0``) instead of trained at this one."""
     columns = (("accuracy", "accuracy"), ("worst-group acc", "worst_group_accuracy"),
                ("MAD", "recall_disparity_mad"), ("EO diff", "eo_difference"))
     rows, values = [], []
     for point in document["points"]:
         for name, entry in point["models"].items():
             numbers = [entry.get(key) for _, key in columns]
-            rows.append([point["label"], name, *("—" if v is None else f"{v:.4f}" for v in numbers)])
-            values.append([None, None, *numbers])
-    return ComparisonTable(["point", "model", *(title for title, _ in columns)], rows, values)
+            reused = entry.get("reused_from")
+            rows.append([point["label"], name, *("—" if v is None else f"{v:.4f}" for v in numbers),
+                         f"reused ({reused})" if reused else "here"])
+            values.append([None, None, *numbers, None])
+    return ComparisonTable(["point", "model", *(title for title, _ in columns), "trained"], rows, values)

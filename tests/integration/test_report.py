@@ -47,8 +47,8 @@ RUN = {
 }
 MODELS = ["teacher", "kd", "dedier"]
 #: The figure files the report writes for a run with a trained teacher and two students (report/plots.py).
-FIGURES = {"recall_disparity", "group_accuracy", "confidence_margins", "student_error_margins", "reliability",
-           "training_curves"}
+FIGURES = {"pareto", "recall_disparity", "group_accuracy", "confidence_margins", "student_error_margins",
+           "reliability", "training_curves"}
 #: The comparison table's score columns: (header, metrics key, higher is better) — as documented in the issue.
 COLUMNS = [
     ("accuracy", "accuracy", True), ("worst-group acc", "worst_group_accuracy", True),
@@ -89,7 +89,7 @@ def worst_group_accuracy(f: pd.DataFrame) -> float:
 
 
 def recall_disparity_mad(f: pd.DataFrame) -> float:
-    """METHODS.md §7 for a binary attribute: mean over classes of |recall(a=1) − recall(a=0)|."""
+    """docs/metrics.md for a binary attribute: mean over classes of |recall(a=1) − recall(a=0)|."""
     gaps = []
     for c in sorted(f["y"].unique()):
         rows = f[f["y"] == c]
@@ -290,25 +290,28 @@ def test_tables_show_mean_plus_minus_sample_std(run_dir: Path) -> None:
 
 
 def test_amplification_table_in_both_reports(run_dir: Path) -> None:
-    """Δ = mean over seeds of M(student_k) − M(teacher_k), for MAD and 1 − WGA, recomputed from the predictions."""
+    """A student × metric grid: the teacher's row, then per student M(student) and Δ = mean over seeds of
+    M(student_k) − M(teacher_k) with its interval, for MAD and 1 − WGA recomputed from the predictions."""
     md_rows = md_table(md_section((run_dir / "report.md").read_text(), "Teacher → student bias amplification"))
     html_rows = table_by_id(parse_page((run_dir / "report.html").read_text()), "amplification")
     assert md_rows == html_rows
     header = md_rows[0]
-    assert header[:5] == ["student", "metric", "teacher", "student value", "Δ"] and header[5] == "95% interval"
-    rows = {(r[0], r[1]): r for r in md_rows[1:]}
-    assert {student for student, _ in rows} == {"kd", "dedier"}
-    assert {metric for _, metric in rows} == {"recall disparity MAD", "EO diff", "DP diff", "1 − WGA"}
+    assert header == ["model", "recall disparity MAD", "EO diff", "DP diff", "1 − WGA"]
+    rows = {r[0]: r for r in md_rows[1:]}
+    assert list(rows) == ["teacher", "kd", "dedier"]
+    cell = re.compile(r"^(\S+) Δ (\S+) \[(\S+), (\S+)\]$")
     for student in ("kd", "dedier"):
         for title, measure in (("recall disparity MAD", recall_disparity_mad),
                                ("1 − WGA", lambda f: 1.0 - worst_group_accuracy(f))):
             t = np.array([measure(frame(run_dir, "teacher", s)) for s in SEEDS])
             s_ = np.array([measure(frame(run_dir, student, s)) for s in SEEDS])
-            row = rows[(student, title)]
-            assert abs(float(row[2]) - t.mean()) <= HALF_UNIT
-            assert abs(float(row[3]) - s_.mean()) <= HALF_UNIT
-            assert abs(float(row[4]) - (s_ - t).mean()) <= HALF_UNIT
-            low, high = (float(v) for v in row[5].strip("[]").split(","))
+            column = header.index(title)
+            assert abs(float(rows["teacher"][column]) - t.mean()) <= HALF_UNIT
+            found = cell.match(rows[student][column])
+            assert found, rows[student][column]
+            value, delta, low, high = (float(v) for v in found.groups())
+            assert abs(value - s_.mean()) <= HALF_UNIT
+            assert abs(delta - (s_ - t).mean()) <= HALF_UNIT
             assert -1.0 <= low <= high <= 1.0
 
 
@@ -332,12 +335,14 @@ def test_report_html_is_self_contained_and_ordered(run_dir: Path) -> None:
             else:
                 assert value.startswith("data:"), f"<{tag} {name}={value[:60]!r}> is not embedded"
     assert re.search(r"url\((?!\s*['\"]?data:)", text) is None  # no CSS url() to a file
-    # order: the comparison table first (sortable), then the amplification table, then the figures
+    # order: the verdict with the Pareto plot, the comparison table (sortable), the amplification grid, the figures
     tables = [t for t in page.tables]
     assert tables[0]["id"] == "comparison-test" and "sortable" in tables[0]["class"].split()
     assert tables[1]["id"] == "amplification"
-    first_figure = next(i for i, (tag, _) in enumerate(page.tags, 1) if tag == "figure")
-    assert tables[0]["position"] < tables[1]["position"] < first_figure
+    position = {attrs.get("id"): i for i, (_, attrs) in enumerate(page.tags, 1) if attrs.get("id")}
+    first_figure = next(i for i, (tag, attrs) in enumerate(page.tags, 1)
+                        if tag == "figure" and attrs.get("id") != "fig-pareto")
+    assert position["verdict"] < position["fig-pareto"] < tables[0]["position"] < tables[1]["position"] < first_figure
     figure_ids = [attrs["id"] for tag, attrs in page.tags if tag == "figure"]
     assert {i.removeprefix("fig-") for i in figure_ids} == FIGURES
 
@@ -454,6 +459,20 @@ def test_sweep_directory(sweep: tuple[Path, str]) -> None:
     assert str(sweep_dir / "tradeoff.png") in out
 
 
+def _tested_verdict(va: float, vb: float, higher: bool, key: str, interval: str) -> str:
+    """better / worse only where the printed paired-bootstrap interval of B − A excludes 0."""
+    from fairdistill.report.compare import INTERVAL_METRICS
+
+    if vb == va:
+        return "same"
+    if key not in INTERVAL_METRICS:
+        return "no interval"
+    low, high = (float(v) for v in interval.strip("[]").split(","))
+    if low <= 0 <= high:
+        return "no clear difference"
+    return "better" if (vb > va) == higher else "worse"
+
+
 def test_compare_shows_both_runs_and_the_difference(sweep: tuple[Path, str], monkeypatch) -> None:
     """The two sweep runs differ in one setting (the KD temperature); B − A recomputed from their metrics.json."""
     sweep_dir, _ = sweep
@@ -472,8 +491,7 @@ def test_compare_shows_both_runs_and_the_difference(sweep: tuple[Path, str], mon
             row = by_key[(model, title)]
             assert abs(float(row[2]) - va) <= HALF_UNIT and abs(float(row[3]) - vb) <= HALF_UNIT
             assert abs(float(row[4]) - (vb - va)) <= HALF_UNIT
-            expected = "same" if vb == va else ("better" if (vb > va) == higher else "worse")
-            assert row[5] == expected
+            assert row[5] == _tested_verdict(va, vb, higher, key, row[6])
             differing += vb != va
     # the teacher is the same checkpoint in both runs; the students were distilled at different temperatures
     assert all(by_key[("teacher", title)][5] == "same" for title, _, _ in COLUMNS)
@@ -549,7 +567,7 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
     ids = [t["id"] for t in result["tables"]]
     assert ids[:2] == ["comparison-test", "amplification"]
     assert {"comparison-val", "group-accuracy", "training"} <= set(ids)
-    assert result["tables"][0]["rows"] == len(MODELS) and result["tables"][1]["rows"] == 4 * 2
+    assert result["tables"][0]["rows"] == len(MODELS) and result["tables"][1]["rows"] == 1 + 2
     assert result["headers"] == ["model", "role", "method", "params", *(t for t, _, _ in COLUMNS)]
     assert result["sorted"] == sorted(result["sorted"]) and len(result["sorted"]) == len(MODELS)
 

@@ -187,7 +187,7 @@ def _linear(rows, weight, bias) -> list[list[float]]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Defaults (METHODS.md §1) and registration.
+# Defaults (docs/methods.md) and registration.
 
 def test_zoo_is_registered_with_documented_defaults() -> None:
     for kind in ("dkd", "rkd", "ctkd", "kdpp"):

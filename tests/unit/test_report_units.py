@@ -407,3 +407,54 @@ def test_md_escape_keeps_plain_comparisons_readable() -> None:
     assert md_escape(">=5") == ">=5"
     assert md_escape("R&D <b>") == "R&amp;D &lt;b>"
     assert md_escape("back\\|slash") == "back\\\\\\|slash"
+
+
+# ----------------------------------------------------------------------------------------------- what a person sees
+
+
+def test_table_examples_show_raw_feature_values() -> None:
+    import torch
+
+    from fairdistill.data.core import SplitDataset
+    from fairdistill.report.changes import example_renderer
+
+    y = torch.tensor([0])
+    # age standardised with mean 40 and std 10: z = 0 (the mean) must show as 40, z = -1.5 as 25
+    x = torch.tensor([[0.0, -1.5, 1.0, 0.0]])
+    split = SplitDataset({"x": x}, y, y, y, name="test")
+    names = ["age", "hours", "sex=Male", "sex=Female"]
+    scale = {"age": {"mean": 40.0, "std": 10.0}, "hours": {"mean": 40.0, "std": 10.0}}
+    render = example_renderer(split, "table", names, scale)
+    assert render(0) == '<code class="snippet">age=40, hours=25, sex=Male</code>'
+
+
+def test_model_intervals_hold_the_point_value() -> None:
+    from fairdistill.evaluate.amplification import LabelArrays, model_intervals
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 400)
+    attr = rng.integers(0, 2, 400)
+    pred = np.where(rng.random(400) < 0.8, y, 1 - y)
+    labels = LabelArrays.of(y, attr, y * 2 + attr, 2, 2, 4)
+    result = model_intervals(labels, [pred], resamples=200)
+    assert result["accuracy"]["value"] == pytest.approx(float((pred == y).mean()))
+    for entry in result.values():
+        assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+
+
+def _history_metrics() -> dict[str, Any]:
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_acc": 0.5 + 0.1 * e, "adversary_strength": 1.0}
+               for e in (1, 2, 3)]
+    model = {"role": "student", "method": "kd", "history": history, "selected_epoch": 2}
+    return {"models": {"teacher": {**model, "role": "teacher"}, "kd": model}}
+
+
+def test_training_curves_drop_constant_panels() -> None:
+    metrics = _history_metrics()
+    assert plots.constant_history_keys(metrics) == ["adversary_strength"]
+    png = plots.training_curves_png(metrics)
+    assert png is not None and png.startswith(b"\x89PNG")
+    for model in metrics["models"].values():
+        for record in model["history"]:
+            record.pop("train_loss", None), record.pop("val_acc", None)
+    assert plots.training_curves_png(metrics) is None

@@ -1,4 +1,4 @@
-"""Distillation methods: per-example losses composed with weightings (METHODS.md)."""
+"""Distillation methods: per-example losses composed with weightings (docs/methods.md)."""
 
 from fairdistill.distill import losses  # noqa: F401  (registers the losses)
 from fairdistill.distill import ctkd, dkd, kdpp, relational  # noqa: F401  (register dkd, rkd, ctkd, kdpp)

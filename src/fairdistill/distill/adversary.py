@@ -1,4 +1,4 @@
-"""Adversarial debiasing through a gradient-reversal layer (Zhang et al. 2018; Yang et al. 2023; seeds/002).
+"""Adversarial debiasing through a gradient-reversal layer (Zhang et al., AIES 2018; Yang et al., npj Digit. Med. 2023).
 
 An MLP adversary predicts the protected attribute from the student's probabilities (demographic parity),
 probabilities plus the one-hot label (equalised odds) or the embedding (representation invariance). Student and

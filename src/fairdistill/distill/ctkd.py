@@ -1,4 +1,4 @@
-"""Curriculum temperature knowledge distillation, ``ctkd`` (Li et al., AAAI 2023; METHODS.md §1).
+"""Curriculum temperature knowledge distillation, ``ctkd`` (Li et al., AAAI 2023; docs/methods.md).
 
 Li et al. make the KD temperature a learnable parameter that plays *against* the student: the temperature is
 updated to make the distillation loss larger (through a gradient-reversal layer), while the student minimises

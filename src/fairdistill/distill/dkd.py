@@ -1,4 +1,4 @@
-"""Decoupled knowledge distillation, ``dkd`` (Zhao et al., CVPR 2022; METHODS.md §1).
+"""Decoupled knowledge distillation, ``dkd`` (Zhao et al., CVPR 2022; docs/methods.md).
 
 Zhao et al. rewrite the classical KD loss as the sum of two parts: a *target-class* part (TCKD), which compares
 how much probability the teacher and the student put on the true class against all other classes together, and

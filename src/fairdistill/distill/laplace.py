@@ -1,4 +1,4 @@
-"""KFAC last-layer Laplace approximation for a linear readout head (METHODS.md §3; Meronen et al. 2024).
+"""KFAC last-layer Laplace approximation for a linear readout head (Meronen et al., WACV 2024; docs/methods.md).
 
 For a head W ∈ R^{C×(D+1)} (bias folded in) on features φ̃ = [φ; 1], the generalised Gauss–Newton Hessian of
 the softmax cross-entropy is approximated by the Kronecker product U ⊗ V with V = Σ_i φ̃_i φ̃_iᵀ and

@@ -1,4 +1,4 @@
-"""Per-example distillation losses (METHODS.md §1)."""
+"""Per-example distillation losses (docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A method composes a per-example distillation loss with an optional instance weighting, an optional
-label/teacher mixing rule and an optional adversary (DESIGN.md principle 2).
+label/teacher mixing rule and an optional adversary (docs/methods.md).
 
 Built from one ``methods:`` entry of the config; new losses, weightings or mixing rules are registered classes,
 never branches here.

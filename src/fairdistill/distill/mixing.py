@@ -1,7 +1,7 @@
 """Teacher's pet mitigations (Lukasik et al., TMLR 2022): soften the teacher where it is unreliable.
 
 The paper's exact equations were not available to us; these are fairdistill's documented instantiations
-(METHODS.md §4). Reliability r_k is the teacher's accuracy on subgroup k of the **validation** split, where the
+(docs/methods.md, "Mixing rules"). Reliability r_k is the teacher's accuracy on subgroup k of the **validation** split, where the
 subgroup of an example is its class, its group or its attribute (``by``). A subgroup without validation
 examples gets the teacher's overall validation accuracy.
 """

@@ -1,9 +1,9 @@
-"""Early readouts: an auxiliary head on a student tap whose confidence reweights the loss (METHODS.md §2–§3).
+"""Early readouts: an auxiliary head on a student tap whose confidence reweights the loss (docs/methods.md).
 
 DeDiER (Tiwari et al., WACV 2024) observes that an early layer of the student is confidently wrong on examples
 that rely on spurious features, and up-weights them: w_i = exp(β·m_i^α) when the readout errs, else 1, where
 m_i is the readout's top-1 minus top-2 probability. The Laplace variants take m_i (or the entropy) from the
-Laplace-approximated predictive of the head instead, which is better calibrated (seeds/000).
+Laplace-approximated predictive of the head instead, which is better calibrated (Meronen et al., WACV 2024).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Relational knowledge distillation, ``rkd`` (Park et al., CVPR 2019; METHODS.md §1).
+"""Relational knowledge distillation, ``rkd`` (Park et al., CVPR 2019; docs/methods.md).
 
 Instead of matching each example's output, Park et al. transfer the *structure* of the teacher's embedding
 space: the student is asked to reproduce the teacher's pairwise distances (normalised by their mean, so the two

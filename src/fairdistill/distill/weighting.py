@@ -1,4 +1,4 @@
-"""Instance weightings: a weight per example multiplying its whole loss (METHODS.md §2, §6).
+"""Instance weightings: a weight per example multiplying its whole loss (docs/methods.md).
 
 Built-in kinds: ``group-balanced`` (oracle baseline), ``groupdro`` (online group weights), ``jtt`` (two stages)
 and, in readout.py, ``early-readout`` (DeDiER and its Laplace variants).

@@ -1,4 +1,4 @@
-"""Teacher → student bias amplification with paired-bootstrap intervals (METHODS.md §7).
+"""Teacher → student bias amplification with paired-bootstrap intervals (definitions: docs/metrics.md).
 
 For each bias metric M in {recall-disparity MAD, equalized-odds difference, demographic-parity difference,
 worst-group error 1 − WGA}: Δ = M(student) − M(teacher), the relative change Δ / M(teacher) (``None`` when
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class LabelArrays:
 def bias_metrics(labels: LabelArrays, pred: Any) -> dict[str, float | None]:
     """The four amplified metrics of one model's predicted classes on the full sample (``None``: undefined)."""
     values = _metric_values(labels, [_checked_pred(labels, pred)], np.ones((1, len(labels))))[0]
-    return {key: _scalar(v[0]) for key, v in values.items()}
+    return {key: _scalar(values[key][0]) for key in AMPLIFIED_METRICS}
 
 
 def amplification(
@@ -98,52 +98,130 @@ def amplification(
     """
     if len(teacher_preds) != len(student_preds) or not teacher_preds:
         raise ValueError("give one teacher and one student prediction array per seed (at least one pair)")
+    paired = paired_bootstrap(labels, teacher_preds, student_preds, metrics=AMPLIFIED_METRICS,
+                              resamples=resamples, confidence=confidence, seed=seed)
+    result: dict[str, dict[str, Any]] = {}
+    for key, entry in paired.items():
+        teacher_value, delta = entry["a"], entry["delta"]
+        relative = None
+        if delta is not None and teacher_value is not None and teacher_value != 0.0:
+            relative = delta / teacher_value
+        result[key] = {"teacher": teacher_value, "student": entry["b"], "delta": delta, "relative": relative,
+                       "ci_low": entry["ci_low"], "ci_high": entry["ci_high"], "resamples": entry["resamples"]}
+    return result
+
+
+#: Every metric :func:`paired_bootstrap` resamples: the amplified ones, accuracy and worst-group accuracy.
+PAIRED_METRICS: tuple[str, ...] = (*AMPLIFIED_METRICS, "accuracy", "worst_group_accuracy")
+
+
+def paired_bootstrap(
+    labels: LabelArrays,
+    preds_a: Sequence[Any],
+    preds_b: Sequence[Any],
+    *,
+    metrics: Sequence[str] = PAIRED_METRICS,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """B − A of each metric with a paired-bootstrap percentile interval, on the examples of ``labels``.
+
+    ``preds_a`` / ``preds_b``: predicted classes, one array (N,) per seed, paired by position; every resample
+    draws one set of example indices for both models and all seeds (teacher → student in :func:`amplification`,
+    run A → run B in ``fairdistill compare``). Returns per metric: ``a`` and ``b`` (mean over seeds),
+    ``delta`` (b − a), ``ci_low``/``ci_high`` (the (1 − confidence)/2 and (1 + confidence)/2 percentiles of
+    the resampled difference, over the resamples where it is defined) and ``resamples`` (how many of them
+    were). Undefined values are ``None``, never NaN.
+    """
+    unknown = [key for key in metrics if key not in PAIRED_METRICS]
+    if unknown:
+        raise ValueError(f"no paired bootstrap for {', '.join(unknown)}; known: {', '.join(PAIRED_METRICS)}")
+    if len(preds_a) != len(preds_b) or not preds_a:
+        raise ValueError("give one prediction array of A and one of B per seed (at least one pair)")
     if resamples < 1:
         raise ValueError(f"resamples must be positive, got {resamples}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    teachers = [_checked_pred(labels, p) for p in teacher_preds]
-    students = [_checked_pred(labels, p) for p in student_preds]
+    models = [[_checked_pred(labels, p) for p in preds_a], [_checked_pred(labels, p) for p in preds_b]]
     n = len(labels)
-    point_t, point_s = _metric_values(labels, [teachers, students], np.ones((1, n)))
-
-    rng = np.random.default_rng(seed)
-    block = max(1, min(resamples, _BLOCK_CELLS // n))
-    deltas: dict[str, list[np.ndarray]] = {key: [] for key in AMPLIFIED_METRICS}
-    done = 0
-    while done < resamples:
-        size = min(block, resamples - done)
-        indices = rng.integers(0, n, size=(size, n))
-        offsets = (np.arange(size)[:, None] * n + indices).ravel()
-        weights = np.bincount(offsets, minlength=size * n).reshape(size, n).astype(np.float64)
-        boot_t, boot_s = _metric_values(labels, [teachers, students], weights)
-        for key in AMPLIFIED_METRICS:
-            deltas[key].append(boot_s[key] - boot_t[key])
-        done += size
+    point_a, point_b = (_with_wga(v) for v in _metric_values(labels, models, np.ones((1, n))))
+    deltas: dict[str, list[np.ndarray]] = {key: [] for key in metrics}
+    for weights in _resample_weights(n, resamples, seed):
+        boot_a, boot_b = (_with_wga(v) for v in _metric_values(labels, models, weights))
+        for key in metrics:
+            deltas[key].append(boot_b[key] - boot_a[key])
 
     tail = 100.0 * (1.0 - confidence) / 2.0
     result: dict[str, dict[str, Any]] = {}
-    for key in AMPLIFIED_METRICS:
-        teacher_value, student_value = _scalar(point_t[key][0]), _scalar(point_s[key][0])
-        delta = None if teacher_value is None or student_value is None else _scalar(point_s[key][0] - point_t[key][0])
+    for key in metrics:
+        a_value, b_value = _scalar(point_a[key][0]), _scalar(point_b[key][0])
+        delta = None if a_value is None or b_value is None else _scalar(point_b[key][0] - point_a[key][0])
         resampled = np.concatenate(deltas[key])
         resampled = resampled[np.isfinite(resampled)]
         low = high = None
         if delta is not None and len(resampled):
             low, high = (float(v) for v in np.percentile(resampled, [tail, 100.0 - tail]))
-        relative = None
-        if delta is not None and teacher_value is not None and teacher_value != 0.0:
-            relative = delta / teacher_value
-        result[key] = {
-            "teacher": teacher_value,
-            "student": student_value,
-            "delta": delta,
-            "relative": relative,
-            "ci_low": low,
-            "ci_high": high,
-            "resamples": int(len(resampled)),
-        }
+        result[key] = {"a": a_value, "b": b_value, "delta": delta, "ci_low": low, "ci_high": high,
+                       "resamples": int(len(resampled))}
     return result
+
+
+def _with_wga(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {**values, "worst_group_accuracy": 1.0 - values["worst_group_error"]}
+
+
+#: The per-model metrics :func:`model_intervals` gives intervals for (True: higher is better).
+INTERVAL_METRICS: dict[str, bool] = {"accuracy": True, "worst_group_accuracy": True, "recall_disparity_mad": False}
+
+
+def model_intervals(
+    labels: LabelArrays, preds: Sequence[Any], *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+) -> dict[str, dict[str, float | None]]:
+    """One model's accuracy, worst-group accuracy and recall-disparity MAD with bootstrap percentile intervals.
+
+    ``preds``: predicted classes, one array per seed (the value is the mean over seeds). The resamples are
+    the ones :func:`amplification` draws for the same ``seed`` and ``resamples``. Returns per metric
+    ``value``, ``ci_low`` and ``ci_high`` (``None`` when undefined).
+    """
+    if not preds:
+        raise ValueError("give at least one prediction array")
+    model = [_checked_pred(labels, p) for p in preds]
+    point = _interval_values(_metric_values(labels, [model], np.ones((1, len(labels))))[0])
+    boot: dict[str, list[np.ndarray]] = {key: [] for key in INTERVAL_METRICS}
+    for weights in _resample_weights(len(labels), resamples, seed):
+        values = _interval_values(_metric_values(labels, [model], weights)[0])
+        for key in INTERVAL_METRICS:
+            boot[key].append(values[key])
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    result: dict[str, dict[str, float | None]] = {}
+    for key in INTERVAL_METRICS:
+        resampled = np.concatenate(boot[key])
+        resampled = resampled[np.isfinite(resampled)]
+        value = _scalar(point[key][0])
+        low = high = None
+        if value is not None and len(resampled):
+            low, high = (float(v) for v in np.percentile(resampled, [tail, 100.0 - tail]))
+        result[key] = {"value": value, "ci_low": low, "ci_high": high}
+    return result
+
+
+def _interval_values(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"accuracy": values["accuracy"], "worst_group_accuracy": 1.0 - values["worst_group_error"],
+            "recall_disparity_mad": values["recall_disparity_mad"]}
+
+
+def _resample_weights(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Blocks of bootstrap resamples of ``n`` examples as (R, n) multiplicities (same draws for the same seed)."""
+    rng = np.random.default_rng(seed)
+    block = max(1, min(resamples, _BLOCK_CELLS // n))
+    done = 0
+    while done < resamples:
+        size = min(block, resamples - done)
+        indices = rng.integers(0, n, size=(size, n))
+        offsets = (np.arange(size)[:, None] * n + indices).ravel()
+        yield np.bincount(offsets, minlength=size * n).reshape(size, n).astype(np.float64)
+        done += size
 
 
 def _checked_pred(labels: LabelArrays, pred: Any) -> np.ndarray:
@@ -195,9 +273,10 @@ def _metric_values(
                 "eo_difference": _eo(ya, ya_hit, pa),
                 "dp_difference": _dp(ya, pa),
                 "worst_group_error": _worst_group_error(g_count, g_hit),
+                "accuracy": _ratio(g_hit.sum(axis=-1), g_count.sum(axis=-1)),
             })
         # NaN in any seed propagates into the mean, as intended.
-        out.append({key: np.mean([s[key] for s in per_seed], axis=0) for key in AMPLIFIED_METRICS})
+        out.append({key: np.mean([s[key] for s in per_seed], axis=0) for key in per_seed[0]})
     return out
 
 

@@ -1,4 +1,5 @@
-"""Confidence margins by layer (METHODS.md §7, the figures of seeds/000), from predictions frames.
+"""Confidence margins by layer (docs/metrics.md; the overconfident early layers of Tiwari et al., WACV 2024), from
+predictions frames.
 
 The margin of a probability vector is p_(1) − p_(2), its largest minus its second-largest entry. A predictions
 frame holds the final layer's probabilities as ``prob_<c>`` and, for models with early readouts, each

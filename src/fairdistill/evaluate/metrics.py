@@ -1,4 +1,4 @@
-"""Group-fairness metrics of one model on one split (METHODS.md §7).
+"""Group-fairness metrics of one model on one split (definitions and edge cases: docs/metrics.md).
 
 All disaggregation (per group, per class, per class and attribute value) goes through fairlearn's
 ``MetricFrame``; demographic-parity and equalized-odds gaps through fairlearn's

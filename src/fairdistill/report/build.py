@@ -34,13 +34,14 @@ class ReportFiles:
 def write_report(run_dir: Path, metrics: dict[str, Any], renderer: ExampleRenderer | None = None) -> ReportFiles:
     """Draw the figures and write report.html and report.md into ``run_dir`` (atomically, file by file).
 
-    When ``metrics`` lacks the ``amplification`` / ``margins`` sections (a run written before they existed)
+    When ``metrics`` lacks the ``amplification`` / ``intervals`` / ``margins`` sections (a run written before they existed)
     they are computed from the predictions for the report; metrics.json itself is not rewritten. Everything is
     rendered first and every output path checked before the first file is written: a blocked path (``figures``
     a file, ``report.html`` a directory) raises a FairdistillError naming it and leaves the run directory as it was.
     """
     frames_by_seed = load_frames(run_dir, metrics, "test")
-    if "margins" not in metrics or ("amplification" not in metrics and teacher_name(metrics) is not None):
+    if ("margins" not in metrics or "intervals" not in metrics
+            or ("amplification" not in metrics and teacher_name(metrics) is not None)):
         metrics = add_analysis(metrics, frames_by_seed, seed=next(iter(frames_by_seed)))
     frames = frames_by_seed[next(iter(frames_by_seed))]
     teacher, students = teacher_name(metrics), student_names(metrics)
@@ -84,10 +85,10 @@ def _write(path: Path, content: bytes) -> None:
 
 
 def _transfer_table(metrics: dict[str, Any]) -> list:
-    """The seeds/002 teacher-student table of :mod:`fairdistill.report.transfer`, when that module is present."""
+    """The teacher-student table of :mod:`fairdistill.report.transfer`, when that module is present."""
     try:
         from fairdistill.report.transfer import transfer_table
     except ImportError:  # pragma: no cover - the module ships with the package
         return []
     table = transfer_table(metrics, "test")
-    return [("transfer", "Teacher → student (percent, test; seeds/002 format)", table)] if table.rows else []
+    return [("transfer", "Teacher → student (percent, test)", table)] if table.rows else []

@@ -1,4 +1,4 @@
-""""What changed" (the demo of seeds/002): test examples a debiased student gets right and the plain KD student
+""""What changed": test examples a debiased student gets right and the plain KD student
 gets wrong, and the reverse, per group — with a way to show each example (a thumbnail, a text snippet, a row).
 
 Which pairs: the student of a method named ``kd`` against every other student when the run has one; otherwise
@@ -104,10 +104,13 @@ def image_html(array: np.ndarray, alt: str) -> str:
     return f'<img class="thumb" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def example_renderer(split: Any, modality: str, feature_names: Sequence[str] | None = None) -> ExampleRenderer:
+def example_renderer(split: Any, modality: str, feature_names: Sequence[str] | None = None,
+                     standardisation: dict[str, dict[str, float]] | None = None) -> ExampleRenderer:
     """How to show an example of ``split`` (a SplitDataset): an image thumbnail, a text snippet or a feature row.
 
     Text needs the raw strings: a split with a ``texts`` attribute shows them; otherwise the first token ids.
+    A feature row shows the set one-hot columns and every numeric column in its raw unit: ``standardisation``
+    (the table datasets' ``provenance["standardisation"]``, column → train mean and std) undoes the z-score.
     """
     encodings = split.encodings
     key = "x" if "x" in encodings else next(iter(encodings), None)
@@ -141,11 +144,19 @@ def example_renderer(split: Any, modality: str, feature_names: Sequence[str] | N
             if "=" in name:  # a one-hot column: show it only when set
                 if value > 0.5:
                     parts.append(name)
+            elif standardisation and name in standardisation:
+                parts.append(f"{name}={_raw(value, standardisation[name])}")
             elif value != 0.0:
                 parts.append(f"{name}={value:.2f}")
         return f'<code class="snippet">{html.escape(_shorten(", ".join(parts), 220))}</code>'
 
     return row
+
+
+def _raw(z: float, scale: dict[str, float]) -> str:
+    """A standardised value back in the column's unit: whole numbers without decimals, others to 4 digits."""
+    value = float(z) * float(scale.get("std", 1.0)) + float(scale.get("mean", 0.0))
+    return f"{round(value):d}" if abs(value - round(value)) < 1e-3 * max(1.0, abs(value)) else f"{value:.4g}"
 
 
 def _shorten(text: str, limit: int) -> str:

@@ -1,6 +1,7 @@
 """report.html: one self-contained page (inline CSS, figures as base64 data URIs, a little JS to sort tables).
 
-Order: the comparison table first, then the teacher → student amplification table, the figures, "what
+Order: the verdict (did distillation amplify bias, which method fixes it at what cost) with the accuracy vs
+fairness Pareto plot, the comparison table, the teacher → student amplification grid, the other figures, "what
 changed", and the remaining tables (validation split, per group, training). Nothing is loaded from the network.
 """
 
@@ -19,18 +20,26 @@ from fairdistill.report.tables import (
     comparison_table,
     group_accuracy_table,
 )
+from fairdistill.report.verdict import amplification_grid, grid_marks, verdict_sentences
+
+#: The figure shown with the verdict rather than with the other figures.
+SUMMARY_FIGURE = "pareto"
 
 _CSS = """
 :root { --ink: #1f2328; --muted: #59636e; --line: #d1d9e0; --head: #f6f8fa; --good: #1a7f37; --bad: #cf222e; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
-       margin: 0 auto; padding: 24px 32px 64px; max-width: 1240px; }
+       margin: 0 auto; padding: 24px 32px 64px; max-width: 1400px; }
 h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 19px; margin: 32px 0 8px; border-bottom: 1px solid var(--line);
      padding-bottom: 4px; } h3 { font-size: 15px; margin: 20px 0 6px; }
 p.facts, p.note, figcaption { color: var(--muted); }
 table { border-collapse: collapse; margin: 8px 0 4px; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid var(--line); padding: 4px 9px; text-align: right; white-space: nowrap; }
-th { background: var(--head); font-weight: 600; }
+th, td { border: 1px solid var(--line); padding: 4px 7px; text-align: right; white-space: nowrap; }
+th { background: var(--head); font-weight: 600; white-space: normal; min-width: 4.5em; vertical-align: bottom; }
+td.multi { line-height: 1.3; } span.line { display: block; }
+#comparison-test td:nth-child(3), #comparison-val td:nth-child(3) { white-space: normal; min-width: 12em; }
+.verdict { border-left: 4px solid #0969da; background: #f1f8ff; padding: 10px 14px; margin: 16px 0;
+           font-size: 15px; } .verdict p { margin: 4px 0; }
 td.text, th.text { text-align: left; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th::after { content: " \\2195"; color: #9aa4ae; font-size: 11px; }
@@ -108,11 +117,18 @@ def table_html(table: ComparisonTable, table_id: str, *, sortable: bool = True, 
                 if j in best and value == best[j]:
                     css.append("best")
             attrs.insert(0, f'class="{" ".join(css)}"')
-            cells.append(f"<td {' '.join(attrs)}>{_e(text)}</td>")
+            cells.append(f"<td {' '.join(attrs)}>{_cell_text(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     notes = "".join(f'<p class="note">{_e(note)}</p>' for note in table.notes)
     return (f'<div class="scroll"><table id="{_e(table_id)}" class="{classes}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>{notes}')
+
+
+def _cell_text(text: str) -> str:
+    """A cell's escaped text; each line after a line break goes into a block span, the break written as a
+    space so that the cell's text content reads as one line (``a b``, as in report.md)."""
+    first, *rest = text.split("\n")
+    return _e(first) + "".join(f' <span class="line">{_e(line)}</span>' for line in rest)
 
 
 def _data_uri(png: bytes) -> str:
@@ -134,21 +150,60 @@ def _facts(metrics: dict[str, Any]) -> str:
             f"device {_e(run.get('device', ''))}.")
 
 
+def _verdict_html(metrics: dict[str, Any]) -> str:
+    return '<div class="verdict" id="verdict">' + "".join(
+        f"<p>{_e(sentence)}</p>" for sentence in verdict_sentences(metrics)) + "</div>"
+
+
+def _figure_html(f: FigureFile) -> str:
+    return (f'<figure id="fig-{_e(f.name)}"><h3>{_e(f.title)}</h3><img alt="{_e(f.title)}" src="{_data_uri(f.png)}">'
+            f"<figcaption>{_e(f.caption)}</figcaption></figure>")
+
+
 def _amplification_html(metrics: dict[str, Any]) -> str:
-    table = amplification_table(metrics)
-    if table is None:
+    grid = amplification_grid(metrics)
+    if grid is None:
         return '<p class="note">No teacher → student comparison in this run (no teacher or no student).</p>'
     section = metrics["amplification"]
     seeds = section.get("seeds") or []
     seeds_text = (f" With {len(seeds)} seeds, Δ is the mean over seeds of student k − teacher k, and every "
                   "resample uses the same test indices for all of them.") if len(seeds) > 1 else ""
-    legend = (f"Δ = M(student) − M(teacher) on the {section['split']} split for M in recall-disparity MAD, "
-              f"equalized-odds difference, demographic-parity difference and worst-group error (1 − WGA); "
-              f"for all four, lower is fairer, so a positive Δ means the student amplifies the teacher's bias. "
-              f"Interval: {round(100 * section['confidence'])}% percentile interval over {section['resamples']:,} "
-              f"paired bootstrap resamples of the test examples (same indices for teacher and student; "
-              f"seed {section.get('bootstrap_seed', 0)}). Relative Δ = Δ / M(teacher) (— when M(teacher) = 0)."
-              + seeds_text)
+    legend = (f"M(student) and Δ = M(student) − M(teacher) on the {section['split']} split for recall-disparity "
+              f"MAD, worst-group error (1 − WGA), equalized-odds and demographic-parity difference; lower is "
+              f"fairer for all four. Interval: {round(100 * section['confidence'])}% percentile interval over "
+              f"{section['resamples']:,} paired bootstrap resamples of the test examples (same indices for teacher "
+              f"and student; seed {section.get('bootstrap_seed', 0)})." + seeds_text)
+    rendered = table_html(grid, "amplification", sortable=False, cell_classes=_multi(grid, grid_marks(metrics)))
+    long = _long_amplification_html(metrics)
+    return (f'<p class="note">{_e(legend)}</p>{rendered}<p class="note">Red Δ: the interval lies above 0 (bias '
+            f'amplified); green: below 0 (reduced); uncoloured: not distinguishable from noise.</p>'
+            f'<details><summary>Every value, with relative Δ</summary>{long}</details>')
+
+
+def _multi(table: ComparisonTable, marks: dict[tuple[int, int], str]) -> dict[tuple[int, int], str]:
+    """Cell classes: ``multi`` (several lines) on every cell holding a line break, plus ``marks``."""
+    classes = dict(marks)
+    for i, row in enumerate(table.rows):
+        for j, text in enumerate(row):
+            if "\n" in text:
+                classes[(i, j)] = f"{classes[(i, j)]} multi" if (i, j) in classes else "multi"
+    return classes
+
+
+def _comparison_html(metrics: dict[str, Any], split: str = "test", highlight: bool = True) -> str:
+    """A comparison table; a ``mean ± std`` cell is drawn on two lines so that the table fits the page."""
+    table = comparison_table(metrics, split)
+    rows = [[cell.replace(" ± ", "\n± ") for cell in row] for row in table.rows]
+    stacked = ComparisonTable(table.headers, rows, table.values, table.higher_is_better, table.notes)
+    return table_html(stacked, f"comparison-{split}", highlight=highlight, text_columns=3,
+                      cell_classes=_multi(stacked, {}))
+
+
+def _long_amplification_html(metrics: dict[str, Any]) -> str:
+    table = amplification_table(metrics)
+    if table is None:
+        return ""
+    section = metrics["amplification"]
     # Colour the Δ cells whose whole interval lies above (amplified) or below (reduced) zero.
     entries = [entry for by_metric in section["students"].values() for entry in by_metric.values()]
     marks = {}
@@ -156,9 +211,7 @@ def _amplification_html(metrics: dict[str, Any]) -> str:
         low, high = entry.get("ci_low"), entry.get("ci_high")
         if entry.get("delta") is not None and low is not None and high is not None and (low > 0 or high < 0):
             marks[(i, 4)] = "up" if low > 0 else "down"
-    rendered = table_html(table, "amplification", text_columns=2, cell_classes=marks)
-    return f'<p class="note">{_e(legend)}</p>{rendered}' \
-           '<p class="note">Red Δ: the interval lies above 0 (bias amplified); green: below 0 (reduced).</p>'
+    return table_html(table, "amplification-long", text_columns=2, cell_classes=marks)
 
 
 def _changes_html(changes: Sequence[PairChanges], renderer: ExampleRenderer | None,
@@ -225,18 +278,15 @@ def render_html(
     """The whole page as a string. ``extra_tables``: (id, title, table) shown with the other tables at the end."""
     name = metrics["run"]["name"]
     class_names = metrics["dataset"]["class_names"]
-    figure_html = "".join(
-        f'<figure id="fig-{_e(f.name)}"><h3>{_e(f.title)}</h3><img alt="{_e(f.title)}" src="{_data_uri(f.png)}">'
-        f"<figcaption>{_e(f.caption)}</figcaption></figure>"
-        for f in figures
-    )
+    figure_html = "".join(_figure_html(f) for f in figures if f.name != SUMMARY_FIGURE)
+    summary_html = "".join(_figure_html(f) for f in figures if f.name == SUMMARY_FIGURE)
     more = [
-        ("comparison-val", "Comparison (validation split)", comparison_table(metrics, "val")),
         ("group-accuracy", "Per-group test accuracy", group_accuracy_table(metrics)),
         *extra_tables,
         ("training", "Training", _training_table(metrics)),
     ]
-    more_html = "".join(f"<h3>{_e(title)}</h3>{table_html(t, tid)}" for tid, title, t in more)
+    more_html = "<h3>Comparison (validation split)</h3>" + _comparison_html(metrics, "val", highlight=False) + "".join(
+        f"<h3>{_e(title)}</h3>{table_html(t, tid)}" for tid, title, t in more)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -249,13 +299,19 @@ def render_html(
 <header>
 <h1>fairdistill report — {_e(name)}</h1>
 <p class="facts">{_facts(metrics)}</p>
-<nav><a href="#comparison">comparison</a><a href="#amplification">amplification</a><a href="#figures">figures</a>
+<nav><a href="#summary">verdict</a><a href="#comparison">comparison</a><a href="#amplification">amplification</a><a href="#figures">figures</a>
 <a href="#what-changed">what changed</a><a href="#more">more tables</a></nav>
 </header>
+<section id="summary">
+<h2>Did distillation amplify bias?</h2>
+{_verdict_html(metrics)}
+{summary_html}
+</section>
 <section id="comparison">
 <h2>Comparison (test split)</h2>
-<p class="note">Click a column header to sort. Bold: the best value of each column.</p>
-{table_html(comparison_table(metrics, "test"), "comparison-test", highlight=True, text_columns=3)}
+<p class="note">Click a column header to sort. Bold: the best value of each column. Definitions: docs/metrics.md
+and docs/methods.md in the fairdistill repository.</p>
+{_comparison_html(metrics)}
 </section>
 <section id="amplification">
 <h2>Teacher → student bias amplification</h2>

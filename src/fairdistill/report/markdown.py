@@ -7,19 +7,20 @@ from typing import Any, Sequence
 from fairdistill.report.changes import PairChanges
 from fairdistill.report.rundir import run_seeds
 from fairdistill.report.tables import (
-    amplification_table,
+    ComparisonTable,
     comparison_table,
     group_accuracy_table,
     md_escape,
     to_markdown,
 )
 from fairdistill.report.transfer import transfer_markdown
+from fairdistill.report.verdict import amplification_grid, verdict_sentences
 
 
 def render_markdown(
     metrics: dict[str, Any], figures: Sequence[tuple[str, str]] = (), changes: Sequence[PairChanges] = ()
 ) -> str:
-    """A Markdown report: run facts, test comparison and bias-amplification tables, val comparison, per-group
+    """A Markdown report: run facts, the verdict, test comparison and bias-amplification tables, val comparison, per-group
     test accuracy, training; then links to ``figures`` ((title, relative path)) and "what changed" counts.
 
     Every name (run, dataset, models, classes, groups) goes through :func:`md_escape`: no raw HTML, no broken
@@ -37,6 +38,10 @@ def render_markdown(
         f"{md_escape(dataset.get('attr_label', 'attribute'))}; groups: {groups}). {seed_text}; checkpoint "
         f"selection: {md_escape(run.get('select', '—'))}.",
         "",
+        "Definitions: the metrics in `docs/metrics.md`, the methods in `docs/methods.md` of the fairdistill "
+        "repository.",
+        "",
+        *_verdict_markdown(metrics),
         "## Test split",
         "",
         to_markdown(comparison_table(metrics, "test")),
@@ -84,15 +89,22 @@ def render_markdown(
     return "\n".join(lines)
 
 
+def _verdict_markdown(metrics: dict[str, Any]) -> list[str]:
+    """The verdict as a block quote, one sentence a line."""
+    return ["> " + "  \n> ".join(md_escape(s) for s in verdict_sentences(metrics)), ""]
+
+
 def _amplification_markdown(metrics: dict[str, Any]) -> str:
-    table = amplification_table(metrics)
-    if table is None:
+    grid = amplification_grid(metrics)
+    if grid is None:
         return "_No teacher → student comparison in this run._"
     section = metrics["amplification"]
+    flat = ComparisonTable(grid.headers, [[cell.replace("\n", " ") for cell in row] for row in grid.rows],
+                           grid.values, grid.higher_is_better, grid.notes)
     return "\n".join([
-        to_markdown(table),
+        to_markdown(flat),
         "",
         f"Δ = M(student) − M(teacher) on the {section['split']} split (lower M is fairer, so Δ > 0 means the "
         f"student amplifies the teacher's bias); {round(100 * section['confidence'])}% percentile interval over "
-        f"{section['resamples']:,} paired bootstrap resamples of the test examples; relative Δ = Δ / M(teacher).",
+        f"{section['resamples']:,} paired bootstrap resamples of the test examples.",
     ])

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from fairdistill.evaluate.margins import FINAL_LAYER, layer_probabilities, wrong_example_margins
 
@@ -85,7 +86,7 @@ def recall_disparity_png(metrics: dict[str, Any], split: str = "test") -> bytes:
     between = f"{attrs[1]} − {attrs[0]}" if len(attrs) == 2 else "max − min over values"
     ax.set_ylabel(f"recall disparity ({between})")
     ax.set_title(f"Per-class recall disparity by {dataset.get('attr_label', 'attribute')} ({split})")
-    ax.legend(fontsize=8, ncols=min(len(names), 3))
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncols=min(len(names), 4))
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
@@ -138,7 +139,7 @@ def margins_by_layer_png(margins: dict[str, Any]) -> bytes:
     for ax in axes[len(names):]:
         ax.set_visible(False)
     axes[0].set_ylabel("mean margin p(1) − p(2)")
-    axes[0].legend(fontsize=8, loc="upper left")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncols=2)
     only_final = all(list(models[n]["layers"]) == [FINAL_LAYER] for n in names)
     note = " (no early readouts in these predictions: final layer only)" if only_final else ""
     fig.suptitle(f"Confidence margins by layer, {margins.get('split', 'test')}{note}", fontsize=10)
@@ -171,33 +172,52 @@ def student_error_margins_png(frames: dict[str, pd.DataFrame], teacher: str, stu
     return _png(fig)
 
 
-def reliability_png(frames: dict[str, pd.DataFrame], n_bins: int = 15) -> bytes:
-    """Reliability diagram: accuracy against mean confidence in equal-width confidence bins, per model."""
+def _reliability_bins(frame: pd.DataFrame, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Per non-empty confidence bin: mean confidence, accuracy and size; and the expected calibration error."""
+    probs = layer_probabilities(frame)[FINAL_LAYER]
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == frame["y"].to_numpy()
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges[1:-1], confidence, side="left"), 0, n_bins - 1)
+    sizes = np.bincount(bins, minlength=n_bins)
+    used = sizes > 0
+    mean_conf = np.bincount(bins, weights=confidence, minlength=n_bins)[used] / sizes[used]
+    accuracy = np.bincount(bins, weights=correct.astype(float), minlength=n_bins)[used] / sizes[used]
+    ece = float(np.abs(accuracy - mean_conf) @ sizes[used] / sizes.sum())
+    return mean_conf, accuracy, sizes[used], ece
+
+
+def reliability_png(frames: dict[str, pd.DataFrame], n_bins: int = 15, teacher: str | None = None) -> bytes:
+    """Reliability diagrams as small multiples, one panel per model: accuracy against mean confidence in
+    equal-width bins (marker area ∝ bin size), the diagonal, and the teacher's curve in grey for reference."""
     names = list(frames)
     colours = model_colours(names)
-    fig = _new_figure(figsize=(6.5, 5.0))
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.8, label="perfect calibration")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    for name in names:
-        probs = layer_probabilities(frames[name])[FINAL_LAYER]
-        confidence = probs.max(axis=1)
-        correct = probs.argmax(axis=1) == frames[name]["y"].to_numpy()
-        bins = np.clip(np.searchsorted(edges[1:-1], confidence, side="left"), 0, n_bins - 1)
-        sizes = np.bincount(bins, minlength=n_bins)
-        used = sizes > 0
-        mean_conf = np.bincount(bins, weights=confidence, minlength=n_bins)[used] / sizes[used]
-        accuracy = np.bincount(bins, weights=correct.astype(float), minlength=n_bins)[used] / sizes[used]
-        ece = float(np.abs(accuracy - mean_conf) @ sizes[used] / sizes.sum())
-        ax.plot(mean_conf, accuracy, marker="o", markersize=4, color=colours[name], label=f"{name} (ECE {ece:.3f})")
+    ncols = min(len(names), 4)
+    nrows = -(-len(names) // ncols)
+    fig = _new_figure(figsize=(3.0 * ncols + 0.4, 2.9 * nrows + 0.5))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)).ravel()
+    curves = {name: _reliability_bins(frames[name], n_bins) for name in names}
     lower = min(0.5, min(float(layer_probabilities(f)[FINAL_LAYER].max(axis=1).min()) for f in frames.values()))
-    ax.set_xlim(max(0.0, lower - 0.05), 1.0)
-    ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("confidence (max probability)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"Reliability diagram ({n_bins} bins, test)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    for ax, name in zip(axes, names):
+        ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.8)
+        if teacher is not None and teacher in curves and name != teacher:
+            t_conf, t_acc, _, _ = curves[teacher]
+            ax.plot(t_conf, t_acc, color="0.6", linewidth=1.0, label=f"{teacher} (reference)")
+        conf, acc, sizes, ece = curves[name]
+        ax.plot(conf, acc, color=colours[name], linewidth=1.2)
+        ax.scatter(conf, acc, s=8 + 120 * sizes / sizes.max(), color=colours[name], zorder=3)
+        ax.set_title(f"{name}: ECE {ece:.3f}", fontsize=9)
+        ax.set_xlim(max(0.0, lower - 0.05), 1.02)
+        ax.set_ylim(0.0, 1.02)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[::ncols]:
+        ax.set_ylabel("accuracy", fontsize=8)
+    for ax in axes[(nrows - 1) * ncols:]:
+        ax.set_xlabel("confidence (max probability)", fontsize=8)
+    fig.suptitle(f"Reliability ({n_bins} bins, test); dashed: perfect calibration"
+                 + (f"; grey: {teacher}" if teacher in curves else ""), fontsize=10)
     return _png(fig)
 
 
@@ -208,10 +228,26 @@ def history_keys(metrics: dict[str, Any]) -> list[str]:
         for runs in history:
             for record in runs:
                 for key, value in record.items():
-                    if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    if key != "epoch" and _is_number(value):
                         seen.setdefault(key)
     ordered = [k for k in _CURVE_ORDER if k in seen] + [k for k in seen if k not in _CURVE_ORDER]
     return ordered[:_MAX_CURVES]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def constant_history_keys(metrics: dict[str, Any]) -> list[str]:
+    """The per-epoch statistics with a single value over every model, seed and epoch (panels not worth drawing)."""
+    values: dict[str, set[float]] = {}
+    for runs in _histories(metrics).values():
+        for records in runs:
+            for record in records:
+                for key, value in record.items():
+                    if key != "epoch" and _is_number(value):
+                        values.setdefault(key, set()).add(round(float(value), 12))
+    return [key for key in history_keys(metrics) if len(values.get(key, ())) <= 1]
 
 
 def _histories(metrics: dict[str, Any]) -> dict[str, list[list[dict[str, Any]]]]:
@@ -224,37 +260,144 @@ def _histories(metrics: dict[str, Any]) -> dict[str, list[list[dict[str, Any]]]]
     return result
 
 
+def _selected_epochs(metrics: dict[str, Any]) -> dict[str, list[Any]]:
+    """Per model, the selected epoch of each seed that has a history (None where not recorded)."""
+    result = {}
+    for name, model in metrics["models"].items():
+        seeds = model.get("seeds")
+        entries = list(seeds.values()) if seeds else [model]
+        result[name] = [entry.get("selected_epoch") for entry in entries if entry.get("history")]
+    return result
+
+
 def training_curves_png(metrics: dict[str, Any]) -> bytes | None:
-    """One panel per per-epoch statistic, one line per model (and seed); None when no model has a history."""
-    keys = history_keys(metrics)
+    """One panel per per-epoch statistic that varies, one line per model (and seed), the selected epoch ringed;
+    None when no model has a history or nothing varies."""
+    constant = set(constant_history_keys(metrics))
+    keys = [k for k in history_keys(metrics) if k not in constant]
     if not keys:
         return None
-    histories = _histories(metrics)
+    histories, selected = _histories(metrics), _selected_epochs(metrics)
     colours = model_colours(list(metrics["models"]))
     ncols = min(len(keys), 3)
     nrows = -(-len(keys) // ncols)
-    fig = _new_figure(figsize=(4.2 * ncols, 3.0 * nrows + 0.4))
+    fig = _new_figure(figsize=(4.2 * ncols, 3.0 * nrows + 0.8))
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax, key in zip(axes, keys):
         for name, runs in histories.items():
             for k, records in enumerate(runs):
-                points = [(r["epoch"], r[key]) for r in records
-                          if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+                points = [(r["epoch"], r[key]) for r in records if _is_number(r.get(key))]
                 if not points:
                     continue
                 epochs, values = zip(*points)
                 ax.plot(epochs, values, marker="o", markersize=3, color=colours[name], alpha=0.9 if k == 0 else 0.45,
                         label=name if k == 0 else None)
+                chosen = selected[name][k] if k < len(selected[name]) else None
+                if chosen in epochs:
+                    ax.scatter([chosen], [values[epochs.index(chosen)]], s=90, facecolors="none",
+                               edgecolors=colours[name], linewidths=1.5, zorder=4)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:len(keys)]:  # a method's own statistic has its model only in its panel
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=min(len(labels), 6))
     several = any(len(runs) > 1 for runs in histories.values())
-    fig.suptitle("Per-epoch training curves" + (" (one line per seed)" if several else ""), fontsize=10)
+    fig.suptitle("Per-epoch curves; ring: the selected epoch" + (" (one line per seed)" if several else ""),
+                 fontsize=10)
     return _png(fig)
+
+
+def run_pareto_png(metrics: dict[str, Any]) -> bytes | None:
+    """The run's trade-offs: accuracy against worst-group accuracy and against MAD, one point per model with its
+    bootstrap intervals (``intervals`` section) as error bars and the students' Pareto front ringed; every point
+    labelled (models at one place share a label). None without the section."""
+    section = metrics.get("intervals")
+    if not section or not section.get("models"):
+        return None
+    entries = section["models"]
+    names = list(entries)
+    colours = model_colours(list(metrics["models"]))
+    roles = {name: metrics["models"].get(name, {}).get("role") for name in names}
+    fig = _new_figure(figsize=(12.0, 5.2))
+    axes = fig.subplots(1, 2, sharey=True)
+    panels = (("worst_group_accuracy", "worst-group accuracy (higher is better)", True),
+              ("recall_disparity_mad", "recall disparity MAD (lower is better)", False))
+    all_texts = []
+    for ax, (key, label, higher) in zip(axes, panels):
+        xs = np.array([_interval_value(entries[n], key) for n in names])
+        ys = np.array([_interval_value(entries[n], "accuracy") for n in names])
+        for name, xv, yv in zip(names, xs, ys):
+            if not (np.isfinite(xv) and np.isfinite(yv)):
+                continue
+            teacher = roles[name] == "teacher"
+            ax.errorbar([xv], [yv], xerr=_bar(entries[name], key), yerr=_bar(entries[name], "accuracy"),
+                        fmt="X" if teacher else "o", markersize=9 if teacher else 6, color=colours[name],
+                        ecolor=colours[name], elinewidth=1.0, capsize=2, alpha=0.9, zorder=4 if teacher else 3)
+        students = np.array([roles[n] == "student" for n in names])
+        front = pareto_front(np.where(students, xs, np.nan), np.where(students, ys, np.nan), higher, True)
+        if front.any():
+            order = np.argsort(xs[front])
+            ax.plot(xs[front][order], ys[front][order], color="black", linestyle="--", linewidth=1, zorder=2,
+                    marker="o", markersize=14, markerfacecolor="none", markeredgecolor="black", markeredgewidth=0.8)
+        ax.margins(0.12)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+        fig.canvas.draw()
+        texts = []
+        left, right = ax.get_xlim()
+        for (xv, yv), at in _places(names, xs, ys).items():
+            to_left = (xv - left) > 0.6 * (right - left)
+            text = ax.annotate(", ".join(at), (xv, yv), textcoords="offset points", xytext=(-7 if to_left else 7, 5),
+                               ha="right" if to_left else "left", fontsize=8, zorder=6,
+                               arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5, "shrinkA": 0,
+                                           "shrinkB": 4})
+            text.set_in_layout(False)
+            texts.append(text)
+        all_texts.append(texts)
+    axes[0].set_ylabel("accuracy (test)")
+    handles = [Line2D([], [], marker="X", linestyle="none", color="0.35", markersize=8, label="teacher"),
+               Line2D([], [], marker="o", linestyle="none", color="0.35", label="student"),
+               Line2D([], [], color="black", linestyle="--", linewidth=1, marker="o", markersize=10,
+                      markerfacecolor="none", markeredgecolor="black", label="Pareto front (students)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8)
+    level = round(100 * section.get("confidence", 0.95))
+    fig.suptitle(f"Accuracy vs fairness ({section.get('split', 'test')}; bars: {level}% bootstrap intervals over "
+                 f"{section.get('resamples', 0):,} resamples of the test examples)", fontsize=10)
+    fig.canvas.draw()
+    for texts in all_texts:
+        _spread_labels(fig, texts)
+    return _png(fig)
+
+
+def _interval_value(entry: dict[str, Any], key: str) -> float:
+    value = (entry.get(key) or {}).get("value")
+    return np.nan if value is None else float(value)
+
+
+def _bar(entry: dict[str, Any], key: str) -> list[list[float]] | None:
+    """Asymmetric error bar ``[[below], [above]]`` of a metric's interval, None without one."""
+    item = entry.get(key) or {}
+    value, low, high = item.get("value"), item.get("ci_low"), item.get("ci_high")
+    if value is None or low is None or high is None:
+        return None
+    return [[max(0.0, value - low)], [max(0.0, high - value)]]
+
+
+def _places(names: Sequence[str], xs: np.ndarray, ys: np.ndarray) -> dict[tuple[float, float], list[str]]:
+    """The models drawn at each (finite) position, so that points on top of each other share one label."""
+    at: dict[tuple[float, float], list[str]] = {}
+    for name, xv, yv in zip(names, xs, ys):
+        if np.isfinite(xv) and np.isfinite(yv):
+            at.setdefault((round(float(xv), 6), round(float(yv), 6)), []).append(name)
+    return at
 
 
 def pareto_front(x: Sequence[float], y: Sequence[float], x_higher: bool, y_higher: bool) -> np.ndarray:
@@ -271,41 +414,138 @@ def pareto_front(x: Sequence[float], y: Sequence[float], x_higher: bool, y_highe
     return mask
 
 
+#: Marker of each student in the trade-off plot (in run order; the teacher is an ``x``).
+_STUDENT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
 def tradeoff_png(points: list[dict[str, Any]], title: str) -> bytes:
     """Sweep trade-offs: accuracy vs recall-disparity MAD and vs worst-group accuracy, one point per
-    (grid point, model), labelled by the swept value; the Pareto front of the students is circled and joined."""
+    (grid point, model), labelled by the swept value; the Pareto front of the students is ringed and joined.
+
+    Every model has its own colour and marker, later models drawn smaller and on top (the teacher's thin ``x`` on
+    top of all), so points at one place stay visible; a point's optional ``interval`` (``{metric: [low, high]}``)
+    is drawn as error bars. Labels at one place are merged (``every point`` when a model sits there at every grid
+    point; one ``models: labels`` line per distinct label when several models share the place) and pushed apart
+    so none overprints another; the legend, Pareto front included, sits outside the axes."""
     names = list(dict.fromkeys(p["model"] for p in points))
     colours = model_colours(names)
-    fig = _new_figure(figsize=(12.0, 5.0))
+    markers, k = {}, 0
+    for name in names:
+        if any(p.get("role") == "teacher" for p in points if p["model"] == name):
+            markers[name] = "x"
+        else:
+            markers[name] = _STUDENT_MARKERS[k % len(_STUDENT_MARKERS)]
+            k += 1
+    fig = _new_figure(figsize=(13.0, 5.2))
     axes = fig.subplots(1, 2)
     panels = (("recall_disparity_mad", "recall disparity MAD (lower is better)", False),
               ("worst_group_accuracy", "worst-group accuracy (higher is better)", True))
+    panel_texts: list[list[Any]] = []
     for ax, (key, label, higher) in zip(axes, panels):
         students = [p for p in points if p.get("role") != "teacher"]
-        for name in names:
+        places: dict[tuple[float, float], dict[str, list[str]]] = {}
+        for rank, name in enumerate(names):
             mine = [p for p in points if p["model"] == name]
-            xs = [np.nan if p.get(key) is None else p[key] for p in mine]
-            ys = [np.nan if p.get("accuracy") is None else p["accuracy"] for p in mine]
-            teacher = mine and mine[0].get("role") == "teacher"
-            ax.scatter(xs, ys, color=colours[name], marker="x" if teacher else "o", s=36, label=name, zorder=3)
-            for (xv, yv), labels in _coincident_labels(mine, xs, ys).items():
-                text = "every point" if len(labels) == len(mine) > 1 else ", ".join(labels)
-                ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            xs = [_value(p, key) for p in mine]
+            ys = [_value(p, "accuracy") for p in mine]
+            teacher = markers[name] == "x"
+            size = 70 if teacher else max(24.0, 80.0 - 10.0 * rank)
+            ax.scatter(xs, ys, color=colours[name], marker=markers[name], s=size, label=name, zorder=4.5 if teacher else 3 + 0.01 * rank,
+                       linewidths=1.5 if teacher else 0.6, edgecolors=None if teacher else "white", alpha=0.9)
+            _error_bars(ax, mine, xs, ys, key, colours[name])
+            for place, labels in _coincident_labels(mine, xs, ys).items():
+                places.setdefault(place, {})[name] = (
+                    ["every point"] if len(labels) == len(mine) > 1 else labels)
         if students:
-            xs = np.array([np.nan if p.get(key) is None else p[key] for p in students], dtype=float)
-            ys = np.array([np.nan if p.get("accuracy") is None else p["accuracy"] for p in students], dtype=float)
+            xs = np.array([_value(p, key) for p in students], dtype=float)
+            ys = np.array([_value(p, "accuracy") for p in students], dtype=float)
             front = pareto_front(xs, ys, higher, True)
             if front.any():
                 order = np.argsort(xs[front])
                 ax.plot(xs[front][order], ys[front][order], color="black", linewidth=1, linestyle="--", zorder=2,
-                        label="Pareto front (students)")
-                ax.scatter(xs[front], ys[front], s=160, facecolors="none", edgecolors="black", zorder=4)
+                        marker="o", markersize=15, markerfacecolor="none", markeredgecolor="black",
+                        markeredgewidth=1.0, label="Pareto front (students)")
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy (test)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        ax.margins(0.12)
+        texts = []
+        for (xv, yv), by_model in places.items():
+            models_of: dict[str, list[str]] = {}  # label text → the models at this place that it labels
+            for model, labels in by_model.items():
+                models_of.setdefault(", ".join(labels), []).append(model)
+            text = next(iter(models_of)) if len(by_model) == 1 else "\n".join(
+                f"{', '.join(models)}: {labels}" for labels, models in models_of.items())
+            annotation = ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(6, 6), fontsize=7, zorder=6,
+                                     arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5,
+                                                 "shrinkA": 0, "shrinkB": 3})
+            annotation.set_in_layout(False)  # a long label must not squeeze the panels
+            texts.append(annotation)
+        panel_texts.append(texts)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:  # the front may exist on one panel only
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            if text not in labels:
+                handles.append(handle)
+                labels.append(text)
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
     fig.suptitle(title, fontsize=11)
+    fig.canvas.draw()  # lay out first: the labels are spread in the final pixel positions
+    for texts in panel_texts:
+        _spread_labels(fig, texts)
     return _png(fig)
+
+
+def _value(point: dict[str, Any], key: str) -> float:
+    value = point.get(key)
+    return np.nan if value is None else float(value)
+
+
+def _error_bars(ax: Any, points: list[dict[str, Any]], xs: list[float], ys: list[float], key: str,
+                colour: Any) -> None:
+    """Horizontal bars of ``key``'s interval and vertical bars of accuracy's, where the points carry them."""
+    for p, xv, yv in zip(points, xs, ys):
+        interval = p.get("interval") or {}
+        if not (np.isfinite(xv) and np.isfinite(yv)):
+            continue
+        x_int, y_int = interval.get(key), interval.get("accuracy")
+        xerr = [[max(0.0, xv - x_int[0])], [max(0.0, x_int[1] - xv)]] if x_int else None
+        yerr = [[max(0.0, yv - y_int[0])], [max(0.0, y_int[1] - yv)]] if y_int else None
+        if xerr is not None or yerr is not None:
+            ax.errorbar([xv], [yv], xerr=xerr, yerr=yerr, fmt="none", ecolor=colour, elinewidth=0.8, alpha=0.45,
+                        capsize=0, zorder=2.5)
+
+
+def _spread_labels(fig: Figure, texts: list[Any], iterations: int = 200) -> None:
+    """Push overlapping annotation labels apart (a simple repulsion on their pixel boxes, moving their offsets
+    from the point they label; a thin line joins a label moved away to its point)."""
+    if len(texts) < 2:
+        return
+    renderer = fig.canvas.get_renderer()
+    to_points = 72.0 / fig.dpi
+    for _ in range(iterations):
+        boxes = [t.get_window_extent(renderer).expanded(1.05, 1.15) for t in texts]
+        moved = False
+        for i in range(len(texts)):
+            for j in range(i + 1, len(texts)):
+                a, b = boxes[i], boxes[j]
+                dx = min(a.x1, b.x1) - max(a.x0, b.x0)
+                dy = min(a.y1, b.y1) - max(a.y0, b.y0)
+                if dx <= 0 or dy <= 0:
+                    continue
+                moved = True
+                # move apart vertically (labels are wide): the upper one up, the lower one down
+                step = (dy / 2 + 1) * to_points
+                upper, lower = (i, j) if (a.y0 + a.y1) >= (b.y0 + b.y1) else (j, i)
+                if (a.y0 + a.y1) == (b.y0 + b.y1):
+                    upper, lower = j, i
+                for index, sign in ((upper, 1), (lower, -1)):
+                    ox, oy = texts[index].xyann
+                    texts[index].xyann = (ox, oy + sign * step)
+                boxes[i] = texts[i].get_window_extent(renderer).expanded(1.05, 1.15)
+                boxes[j] = texts[j].get_window_extent(renderer).expanded(1.05, 1.15)
+        if not moved:
+            return
 
 
 def _coincident_labels(points: list[dict[str, Any]], xs: list[float], ys: list[float]
@@ -325,9 +565,19 @@ def run_figures(
     """Every figure of a run's report. ``frames``: the (first seed's) test predictions of each model."""
     seeds = metrics.get("run", {}).get("seeds") or []
     first_seed = f" Per-example figures use seed {seeds[0]} of {len(seeds)}." if len(seeds) > 1 else ""
-    figures = [
+    figures = []
+    pareto = run_pareto_png(metrics)
+    if pareto is not None:
+        figures.append(FigureFile(
+            "pareto", "Accuracy vs worst-group accuracy and vs MAD",
+            "One point per model (teacher: ×); bars: bootstrap percentile intervals of accuracy and of the "
+            "fairness metric over resamples of the test examples; ringed and joined: the students' Pareto front "
+            "(no other student is better on both axes)."
+            + (" Values are means over seeds; each resample uses the same test examples for every seed."
+               if len(seeds) > 1 else ""), pareto))
+    figures += [
         FigureFile("recall_disparity", "Per-class recall disparity",
-                   "Recall of each class for one attribute value minus the other (METHODS.md §7); bars near 0 "
+                   "Recall of each class for one attribute value minus the other (docs/metrics.md); bars near 0 "
                    "are fair. The legend gives each model's MAD (mean |disparity| over classes).",
                    recall_disparity_png(metrics)),
         FigureFile("group_accuracy", "Per-group accuracy",
@@ -338,7 +588,7 @@ def run_figures(
         figures.append(FigureFile(
             "confidence_margins", "Confidence margins by layer",
             "Mean p(1) − p(2) of each early readout and of the final layer, on all test examples and on the "
-            "model's worst group (seeds/000)." + first_seed, margins_by_layer_png(metrics["margins"])))
+            "model's worst group." + first_seed, margins_by_layer_png(metrics["margins"])))
     if teacher is not None and students:
         figures.append(FigureFile(
             "student_error_margins", "Teacher vs student margins on the student's errors",
@@ -347,11 +597,15 @@ def run_figures(
             student_error_margins_png(frames, teacher, students)))
     figures.append(FigureFile(
         "reliability", "Reliability diagram",
-        "Accuracy against mean confidence in 15 equal-width confidence bins (empty bins skipped)." + first_seed,
-        reliability_png(frames)))
+        "One panel per model: accuracy against mean confidence in 15 equal-width confidence bins (empty bins "
+        "skipped; marker area ∝ examples in the bin); the teacher's curve in grey in every other panel." + first_seed,
+        reliability_png(frames, teacher=teacher)))
     curves = training_curves_png(metrics)
     if curves is not None:
+        constant = constant_history_keys(metrics)
+        dropped = f" Not drawn (one value throughout): {', '.join(constant)}." if constant else ""
         figures.append(FigureFile(
             "training_curves", "Per-epoch curves",
-            "Training loss, validation scores and any per-epoch statistic a method records, per model.", curves))
+            "Training loss, validation scores and any per-epoch statistic a method records, per model; a ring "
+            "marks the epoch selected as the model's checkpoint." + dropped, curves))
     return figures

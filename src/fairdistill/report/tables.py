@@ -23,13 +23,33 @@ COMPARISON_COLUMNS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
-#: The compact set printed in the terminal at the end of a run.
+#: The scores always printed in the terminal at the end of a run (abbreviated; see :data:`ABBREVIATIONS`).
 TERMINAL_COLUMNS: tuple[tuple[str, str, bool], ...] = (
-    ("accuracy", "accuracy", True),
-    ("worst-group acc", "worst_group_accuracy", True),
-    ("MAD", "recall_disparity_mad", False),
-    ("EO diff", "eo_difference", False),
+    ("acc ↑", "accuracy", True),
+    ("WGA ↑", "worst_group_accuracy", True),
+    ("MAD ↓", "recall_disparity_mad", False),
+    ("EO ↓", "eo_difference", False),
 )
+
+#: Scores the terminal adds, in this order, while the table still fits the console's width.
+TERMINAL_EXTRA_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("bal acc ↑", "balanced_accuracy", True),
+    ("F1 ↑", "macro_f1", True),
+    ("DP ↓", "dp_difference", False),
+    ("ECE ↓", "ece", False),
+)
+
+#: The legend of the terminal's abbreviated headers.
+ABBREVIATIONS: dict[str, str] = {
+    "acc": "accuracy",
+    "WGA": "worst-group accuracy",
+    "MAD": "mean absolute recall disparity between attribute values",
+    "EO": "equalized-odds difference",
+    "bal acc": "balanced accuracy",
+    "F1": "macro F1",
+    "DP": "demographic-parity difference",
+    "ECE": "expected calibration error",
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,8 @@ class ComparisonTable:
     higher_is_better: list[bool | None] | None = None
     #: Footnotes shown under the table (why a "—" cell is undefined).
     notes: tuple[str, ...] = ()
+    #: What the abbreviated headers stand for (terminal tables); "" when nothing is abbreviated.
+    legend: str = ""
 
 
 def comparison_table(
@@ -63,6 +85,57 @@ def comparison_table(
         values.append([None, None, None, float(model["params"]), *(_number(means.get(key)) for _, key, _ in columns)])
     better = [None, None, None, None, *(higher for _, _, higher in columns)]
     return ComparisonTable(headers, rows, values, better, undefined_notes(metrics, split, columns))
+
+
+def terminal_table(metrics: dict[str, Any], split: str = "test", width: int = 80) -> ComparisonTable:
+    """The comparison table for a console ``width`` columns wide, every cell whole (nothing elided).
+
+    Always the model and :data:`TERMINAL_COLUMNS`; then, while the table fits, the role, the parameter count,
+    :data:`TERMINAL_EXTRA_COLUMNS` and the method's recipe. With several seeds a cell reads ``0.812±0.012``.
+    """
+    models = metrics["models"]
+    several = any("splits_std" in m for m in models.values())
+    scores = (*TERMINAL_COLUMNS, *TERMINAL_EXTRA_COLUMNS)
+    cells: dict[str, list[str]] = {"model": list(models), "role": [m["role"] for m in models.values()],
+                                   "method": [str(m["method"]) for m in models.values()],
+                                   "params": [f"{m['params']:,}" for m in models.values()]}
+    for title, key, _ in scores:
+        cells[title] = [_compact(m["splits"].get(split, {}).get(key),
+                                 m.get("splits_std", {}).get(split, {}).get(key), several) for m in models.values()]
+    chosen = ["model", *(title for title, _, _ in TERMINAL_COLUMNS)]
+    for extra in ("role", "params", *(title for title, _, _ in TERMINAL_EXTRA_COLUMNS), "method"):
+        if table_width({h: cells[h] for h in [*chosen, extra]}) <= width:
+            chosen.append(extra)
+    order = ["model", "role", "method", "params", *(title for title, _, _ in scores)]
+    headers = [h for h in order if h in chosen]
+    rows = [[cells[h][i] for h in headers] for i in range(len(models))]
+    shown = tuple(c for c in scores if c[0] in headers)
+    return ComparisonTable(headers, rows, notes=undefined_notes(metrics, split, shown), legend=legend(headers))
+
+
+def table_width(columns: dict[str, list[str]]) -> int:
+    """Console cells a rich table of these columns (header → cells) takes with its default box and padding."""
+    from rich.cells import cell_len
+
+    widths = [max(cell_len(text) for text in [header, *cells]) for header, cells in columns.items()]
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def legend(headers: list[str]) -> str:
+    """``acc = accuracy; …; ↑ / ↓: higher / lower is better`` for the abbreviated headers among ``headers``."""
+    names = [h.rstrip(" ↑↓") for h in headers]
+    parts = [f"{name} = {ABBREVIATIONS[name]}" for name in names if name in ABBREVIATIONS]
+    if any(h.endswith(("↑", "↓")) for h in headers):
+        parts.append("↑ / ↓: higher / lower is better")
+    return "; ".join(parts)
+
+
+def _compact(mean: Any, std: Any, several_seeds: bool) -> str:
+    if mean is None:
+        return "—"
+    if not several_seeds:
+        return f"{mean:.4f}"
+    return f"{mean:.3f}±{'—' if std is None else f'{std:.3f}'}"
 
 
 def undefined_notes(metrics: dict[str, Any], split: str,
@@ -126,32 +199,55 @@ def group_accuracy_table(metrics: dict[str, Any], split: str = "test") -> Compar
 def compare_table(
     metrics_a: dict[str, Any], metrics_b: dict[str, Any], split: str = "test",
     columns: tuple[tuple[str, str, bool], ...] = COMPARISON_COLUMNS,
+    intervals: dict[str, dict[str, dict[str, Any]]] | None = None, confidence: float = 0.95,
 ) -> ComparisonTable:
     """Two runs side by side: one row per (model, metric) with run A, run B and B − A.
 
     Models are matched by name (those of A first, then those only in B); a model or value missing from one
-    run shows "—". The last column says whether B is better, worse or equal given the metric's direction.
+    run shows "—". Without ``intervals`` the last column says whether B is better, worse or the same by the
+    point values alone. With ``intervals`` (model → metric key → ``ci_low`` / ``ci_high`` of B − A, from
+    :func:`~fairdistill.report.compare.paired_intervals`) an interval column follows, and better / worse
+    is said only where the interval excludes 0 ("no clear difference" otherwise, "no interval" without one).
     """
     models_a, models_b = metrics_a["models"], metrics_b["models"]
     names = list(models_a) + [n for n in models_b if n not in models_a]
     headers = ["model", "metric", "run A", "run B", "B − A", "B vs A"]
+    if intervals is not None:
+        headers.append(f"{round(100 * confidence)}% interval")
     rows, values = [], []
     for name in names:
         for title, key, higher in columns:
             a = _metric_of(models_a.get(name), split, key)
             b = _metric_of(models_b.get(name), split, key)
             diff = None if a is None or b is None else b - a
-            if diff is None:
-                verdict = "—"
-            elif abs(diff) < 1e-12:
-                verdict = "same"
+            row = [name, title, _fmt(a), _fmt(b), "—" if diff is None else f"{diff:+.4f}"]
+            if intervals is None:
+                row.append(_verdict(diff, higher))
             else:
-                verdict = "better" if (diff > 0) == higher else "worse"
-            rows.append([name, title, _fmt(a), _fmt(b), "—" if diff is None else f"{diff:+.4f}", verdict])
-            values.append([None, None, a, b, diff, None])
+                entry = intervals.get(name, {}).get(key)
+                low, high = (None, None) if entry is None else (entry.get("ci_low"), entry.get("ci_high"))
+                row += [_verdict(diff, higher, low, high, entry is not None),
+                        "—" if low is None or high is None else f"[{low:+.4f}, {high:+.4f}]"]
+            rows.append(row)
+            values.append([None, None, a, b, diff, *(None for _ in headers[5:])])
     notes = tuple(f"run {label}: {note}" for label, m in (("A", metrics_a), ("B", metrics_b))
                   for note in undefined_notes(m, split, columns))
-    return ComparisonTable(headers, rows, values, [None, None, None, None, None, None], notes)
+    return ComparisonTable(headers, rows, values, [None for _ in headers], notes)
+
+
+def _verdict(diff: float | None, higher: bool, low: float | None = None, high: float | None = None,
+             tested: bool | None = None) -> str:
+    """better / worse / same; with ``tested`` given, better / worse only when [low, high] excludes 0."""
+    if diff is None:
+        return "—"
+    if abs(diff) < 1e-12:
+        return "same"
+    if tested is not None:
+        if not tested:
+            return "no interval"
+        if low is None or high is None or low <= 0.0 <= high:
+            return "no clear difference"
+    return "better" if (diff > 0) == higher else "worse"
 
 
 #: The dataset facts two runs must share for their metrics to be compared.
@@ -217,10 +313,12 @@ def to_markdown(table: ComparisonTable) -> str:
     return "\n".join(lines)
 
 
-def to_rich(table: ComparisonTable, title: str) -> Table:
+def to_rich(table: ComparisonTable, title: str, left: int = 3) -> Table:
+    """A rich table, its first ``left`` columns left-aligned; a cell too wide for a narrow console folds onto
+    a second line instead of being elided."""
     rich_table = Table(title=title)
     for i, header in enumerate(table.headers):
-        rich_table.add_column(header, justify="left" if i < 3 else "right", no_wrap=i == 0)
+        rich_table.add_column(header, justify="left" if i < left else "right", overflow="fold")
     for row in table.rows:
         rich_table.add_row(*row)
     return rich_table

@@ -1,9 +1,9 @@
-"""The teacher → student table of the seeds/002 KD benchmark, built from a run's metrics.json content.
+"""The teacher → student table of a KD benchmark, built from a run's metrics.json content.
 
 One row per student: its method, the two architectures, then "teacher-student" pairs in percent (one decimal,
-e.g. ``64.9-65.0``) for top-1 accuracy, macro recall, macro precision, macro F1 and the recall-disparity MAD
-(METHODS.md §7), and the relative change of the MAD from teacher to student, (MAD_s − MAD_t) / MAD_t — the
-"46% increase over the teacher's bias" of seeds/002. Values missing on the split are shown as "—".
+e.g. ``64.9-65.0``) for top-1 accuracy, worst-group accuracy, macro recall, macro precision, macro F1 and the
+recall-disparity MAD (docs/metrics.md), and the relative change of the MAD from teacher to student,
+(MAD_s − MAD_t) / MAD_t. In the terminal the pairs read ``64.9→65.0``. Values missing on the split are shown as "—".
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any
 
 from rich.table import Table
 
-from fairdistill.report.tables import ComparisonTable, to_markdown
+from fairdistill.report.tables import ComparisonTable, table_width, to_markdown, to_rich
 
-#: (column title, metric key) of the "teacher-student" pairs, in the order of seeds/002.
+#: (column title, metric key) of the "teacher-student" pairs.
 TRANSFER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("top-1 acc", "accuracy"),
+    ("worst-group acc", "worst_group_accuracy"),
     ("macro recall", "macro_recall"),
     ("macro precision", "macro_precision"),
     ("macro F1", "macro_f1"),
@@ -123,16 +124,72 @@ def transfer_markdown(metrics: dict[str, Any], split: str = "test") -> str:
     return "\n".join(lines)
 
 
-def transfer_rich(metrics: dict[str, Any], title: str, split: str = "test") -> Table:
-    """The table for the terminal; the architectures go into the title when every student shares them."""
-    table = transfer_table(metrics, split)
-    architectures = {row[1] for row in table.rows}
-    shared = len(architectures) == 1
-    rich_table = Table(title=f"{title}: {architectures.pop()}" if shared else title)
-    for i, header in enumerate(table.headers):
-        if shared and i == 1:
-            continue
-        rich_table.add_column(header, justify="left" if i < 2 else "right", no_wrap=True)
-    for row in table.rows:
-        rich_table.add_row(*(cell for i, cell in enumerate(row) if not (shared and i == 1)))
-    return rich_table
+#: The terminal's (header, metric key) pairs, in the order they are dropped last to first on a narrow console.
+TERMINAL_PAIRS: tuple[tuple[str, str], ...] = (
+    ("acc", "accuracy"),
+    ("MAD", "recall_disparity_mad"),
+    ("F1", "macro_f1"),
+    ("recall", "macro_recall"),
+    ("precision", "macro_precision"),
+)
+
+#: What each terminal header stands for, in the legend under the table.
+TERMINAL_MEANINGS: dict[str, str] = {
+    "acc": "acc = top-1 accuracy",
+    "MAD": "MAD = mean absolute recall disparity between attribute values",
+    "F1": "F1 = macro F1",
+    "recall": "recall = macro recall",
+    "precision": "precision = macro precision",
+    "ΔMAD": "ΔMAD = (student − teacher) / teacher MAD",
+}
+
+
+def terminal_legend(headers: list[str], split: str) -> str:
+    """``teacher→student in % on the test split; acc = top-1 accuracy; …`` for the shown headers."""
+    return "; ".join([f"teacher→student in % on the {split} split",
+                      *(TERMINAL_MEANINGS[h] for h in headers if h in TERMINAL_MEANINGS)])
+
+
+def format_arrow_pair(teacher: float | None, student: float | None) -> str:
+    """``75.0→52.8``: teacher then student, in percent with one decimal ("—" for a missing one)."""
+    return f"{_percent(teacher)}→{_percent(student)}"
+
+
+def terminal_transfer_table(metrics: dict[str, Any], split: str = "test", width: int | None = None) -> ComparisonTable:
+    """The teacher → student table for the terminal, as wide as ``width`` allows (None: everything).
+
+    Pairs read ``teacher→student``. On a narrow console the method recipes, the architectures (when students
+    differ in them) and then the last pairs of :data:`TERMINAL_PAIRS` are left out, never cut.
+    """
+    rows = transfer_rows(metrics, split)
+    several_archs = len({row.models for row in rows}) > 1
+    layouts = [(recipe, archs, TERMINAL_PAIRS[:n]) for n in range(len(TERMINAL_PAIRS), 1, -1)
+               for recipe, archs in ((True, several_archs), (False, several_archs), (False, False))]
+    table = _transfer_layout(rows, *layouts[-1])
+    for layout in layouts:
+        candidate = _transfer_layout(rows, *layout)
+        if width is None or table_width(dict(zip(candidate.headers, map(list, zip(*candidate.rows))))) <= width:
+            table = candidate
+            break
+    return ComparisonTable(table.headers, table.rows, legend=terminal_legend(table.headers, split))
+
+
+def _transfer_layout(rows: list[TransferRow], recipe: bool, archs: bool,
+                     pairs: tuple[tuple[str, str], ...]) -> ComparisonTable:
+    headers = ["student", *(["teacher - student models"] if archs else []), *(h for h, _ in pairs), "ΔMAD"]
+    cells = []
+    for row in rows:
+        label = f"{row.name} ({row.method})" if recipe and row.method != row.name else row.name
+        cells.append([label, *([row.models] if archs else []),
+                      *(format_arrow_pair(*row.pairs[key]) for _, key in pairs), format_change(row.mad_change)])
+    return ComparisonTable(headers, cells)
+
+
+def transfer_rich(metrics: dict[str, Any], title: str, split: str = "test", width: int | None = None) -> Table:
+    """The table for the terminal (:func:`terminal_transfer_table`); the architectures go into the title when
+    every student shares them."""
+    table = terminal_transfer_table(metrics, split, width)
+    architectures = {row.models for row in transfer_rows(metrics, split)}
+    if len(architectures) == 1:
+        title = f"{title}: {architectures.pop().replace(' - ', ' → ', 1)}"
+    return to_rich(table, title=title, left=2 if "teacher - student models" in table.headers else 1)

@@ -24,6 +24,7 @@ from fairdistill.distill.core import TeacherOutputs, TrainState
 from fairdistill.distill.method import Method
 from fairdistill.errors import ConfigError, TrainingDivergedError
 from fairdistill.models.core import TappedModel
+from fairdistill.progress import ON_SCREEN, SILENT, Progress
 from fairdistill.train.checkpoint import (
     capture_rng,
     load_training_checkpoint,
@@ -104,11 +105,13 @@ def fit(
     select: Selection = "last",
     desc: str = "train",
     checkpoint: Path | None = None,
+    progress: Progress = SILENT,
 ) -> FitResult:
     """Train ``model`` with ``method`` and leave it holding the weights of the selected epoch.
 
     With ``checkpoint``, the complete training state is written there (atomically) after every epoch, and a
     fit that finds the file continues from it, ending exactly as an uninterrupted fit would on the CPU.
+    ``progress`` is told of every finished epoch.
     """
     if method.requires_teacher and teacher_cache is None:
         raise ValueError(f"method {method.name} needs teacher outputs but no teacher cache was given")
@@ -142,6 +145,7 @@ def fit(
             best = (saved["best"]["score"], saved["best"]["epoch"], saved["best"]["state"])
         restore_rng(saved["rng"])
         log.info("%s: resumed after epoch %d from %s", desc, first_epoch, checkpoint)
+        progress.restored(first_epoch)
     started = time.perf_counter()
 
     for epoch in range(first_epoch, config.epochs):
@@ -151,7 +155,7 @@ def fit(
         model.train()
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True,
-                   disable=None if accelerator.is_local_main_process else True)
+                   disable=None if progress.bars and accelerator.is_local_main_process else True)
         optimizer.zero_grad(set_to_none=True)
         for k, batch in enumerate(bar):
             batch = batch.to(accelerator.device)
@@ -180,11 +184,13 @@ def fit(
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if config.scheduler != "constant" or config.warmup_epochs > 0:
             record["lr"] = scheduler.get_last_lr()[0]  # the rate the next epoch starts with
-        if validate is not None and accelerator.is_main_process:
-            record.update(validate(raw_model))
-        record.update(method.on_epoch_end(state))
+        with progress.phase(f"{desc} epoch {epoch + 1}/{config.epochs}: validating", announce=False):
+            if validate is not None and accelerator.is_main_process:
+                record.update(validate(raw_model))
+            record.update(method.on_epoch_end(state))
         history.append(record)
-        log.info("%s epoch %d: %s", desc, epoch + 1, _format_record(record))
+        log.info("%s epoch %d: %s", desc, epoch + 1, _format_record(record), extra=ON_SCREEN)
+        progress.epoch(desc, epoch + 1, config.epochs, record)
         if epoch + 1 >= state.select_from_epoch:
             score = _selection_score(record, select)
             if best is None or score > best[0]:
