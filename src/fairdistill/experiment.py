@@ -57,6 +57,10 @@ T = TypeVar("T")
 
 
 
+#: Stands for the seed in ``teacher.checkpoint`` (``runs/x/checkpoints/seed{seed}/teacher.pt``).
+SEED_PLACEHOLDER = "{seed}"
+
+
 @dataclass(frozen=True)
 class RolePlan:
     """The teacher or the student architecture with its training settings."""
@@ -64,7 +68,12 @@ class RolePlan:
     role: str
     spec: dict[str, Any]
     train: TrainConfig
+    #: The teacher's checkpoint; ``{seed}`` in it stands for each seed of the run (one teacher per seed).
     checkpoint: Path | None = None
+
+    def checkpoint_for(self, seed: int) -> Path | None:
+        """The checkpoint file of ``seed`` (``{seed}`` filled in), or None when the model is trained."""
+        return None if self.checkpoint is None else Path(str(self.checkpoint).replace(SEED_PLACEHOLDER, str(seed)))
 
 
 @dataclass(frozen=True)
@@ -141,9 +150,10 @@ def make_plan(config: RunConfig) -> Plan:
             if role == "student":
                 raise ConfigError("student.checkpoint: students are always trained; remove this field")
             checkpoint = Path(role_config.checkpoint).expanduser().resolve()
-            if not checkpoint.is_file():
-                raise ConfigError(f"teacher.checkpoint: file not found: {checkpoint}")
         roles[role] = RolePlan(role, spec, role_config.train, checkpoint)
+        for seed in config.seed_list if checkpoint is not None else ():
+            if not roles[role].checkpoint_for(seed).is_file():
+                raise ConfigError(f"teacher.checkpoint: file not found: {roles[role].checkpoint_for(seed)}")
     methods = []
     for i, method in enumerate(config.methods):
         where = f"methods.{i}({method.name})"
@@ -190,8 +200,8 @@ def dry_run(config: RunConfig) -> str:
                                       bool((plan.teacher if role == "teacher" else plan.student).spec.get("hub")),
                                       f"{role}.model", hub_only) for role in ("teacher", "student")}
         teacher, student = models["teacher"], models["student"]
-        if teacher is not None and plan.teacher.checkpoint is not None:
-            load_model_checkpoint(plan.teacher.checkpoint, teacher, splits.info.num_classes)
+        for seed in config.seed_list if teacher is not None and plan.teacher.checkpoint is not None else ():
+            load_model_checkpoint(plan.teacher.checkpoint_for(seed), teacher, splits.info.num_classes)
         if student is None or teacher is None:
             hub_only.append("methods (their taps and widths are read from the models)")
         else:
@@ -519,15 +529,16 @@ def _teacher(
 ) -> ModelRecord:
     info = splits.info
     set_seed(seed)
-    if plan.teacher.checkpoint is not None:
-        progress.model_started(label, f"loaded from {plan.teacher.checkpoint}")
+    checkpoint = plan.teacher.checkpoint_for(seed)
+    if checkpoint is not None:
+        progress.model_started(label, f"loaded from {checkpoint}")
     else:
         progress.model_started(label, _epochs_text(plan.teacher.train.epochs))
     teacher = build_role_model(plan, "teacher", splits)
-    if plan.teacher.checkpoint is not None:
-        load_model_checkpoint(plan.teacher.checkpoint, teacher, info.num_classes)
+    if checkpoint is not None:
+        load_model_checkpoint(checkpoint, teacher, info.num_classes)
         teacher.to(accelerator.device).eval()
-        log.info("teacher loaded from %s", plan.teacher.checkpoint)
+        log.info("teacher loaded from %s", checkpoint)
         return ModelRecord("teacher", "teacher", "checkpoint", teacher)
     erm = Method("teacher", LOSSES.get("erm").target(Options(), MethodContext(info, splits.train)))
     result = fit(teacher, erm, splits.train, plan.teacher.train, accelerator=accelerator, seed=seed,

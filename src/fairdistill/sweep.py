@@ -10,8 +10,9 @@ sweep report (``sweep.html``, ``sweep.md``).
 Nothing is trained twice. The teacher's identity is a digest of what determines it (data, teacher model,
 training and checkpoint, seeds, checkpoint selection, device, mixed precision): the first point with an
 identity trains the teacher and later points with the same one load it from that run's
-``checkpoints/teacher.pt`` (through ``teacher.checkpoint``; with several seeds, whose teachers are one file
-each, the teacher is retrained, and the point's ``"teacher"`` entry in sweep.json says why). A method's identity is a digest of its own entry, the student, the teacher's identity, the
+``checkpoints/teacher.pt`` (through ``teacher.checkpoint``; with several seeds, one teacher per seed through
+``checkpoints/seed{seed}/teacher.pt``). A method's identity is a digest of its own entry, the student, the
+teacher's identity, the
 data, seeds and selection: a point trains only the methods whose identity is new, and the rows of the others
 are copied from the point that trained them (``"reused_from": "p0"``), so every method shows at every point.
 A point that changes nothing any model depends on makes no run at all (``"run_dir": null``).
@@ -184,6 +185,19 @@ def method_identity(config: RunConfig, method: MethodConfig) -> str:
                     "select": d["select"]})
 
 
+def _teacher_checkpoint(run_dir: Path, seeds: list[int]) -> Path | None:
+    """The ``teacher.checkpoint`` that reloads a finished run's teachers (``seed{seed}`` per seed with several
+    seeds), or None when a file is missing."""
+    from fairdistill.experiment import SEED_PLACEHOLDER
+    from fairdistill.report.rundir import checkpoints_dir
+
+    several = len(seeds) > 1
+    template = (run_dir / "checkpoints" / f"seed{SEED_PLACEHOLDER}" / "teacher.pt") if several else (
+        run_dir / "checkpoints" / "teacher.pt")
+    files = [checkpoints_dir(run_dir, seed, several) / "teacher.pt" for seed in seeds]
+    return template if all(f.is_file() for f in files) else None
+
+
 def run_sweep(
     config_path: str | Path | None, grids: Sequence[str], overrides: Sequence[str] = (),
     output: str | Path | None = None, methods: Sequence[str] | None = None, *, progress: Progress = SILENT,
@@ -252,12 +266,11 @@ def run_sweep(
                             else "trained")
             if tid in teachers and config.teacher.checkpoint is None:
                 trained_at, trained_in, checkpoint = teachers[tid]
-                if len(config.seed_list) > 1 or checkpoint is None:
-                    teacher_note = (f"retrained (the teacher of {trained_at}): with several seeds each seed has its "
-                                    "own teacher, and teacher.checkpoint names one file")
+                if checkpoint is None:
+                    teacher_note = f"retrained (the checkpoints of {trained_at}'s teacher are missing)"
                 else:
                     reused_teacher = (trained_at, trained_in)
-                    teacher_note = f"loaded from {trained_at} ({trained_in}/checkpoints/teacher.pt)"
+                    teacher_note = f"loaded from {trained_at} ({checkpoint.relative_to(sweep_dir)})"
                     run_config = run_config.model_copy(update={
                         "teacher": config.teacher.model_copy(update={"checkpoint": str(checkpoint)})})
             entry["teacher"] = teacher_note
@@ -277,9 +290,7 @@ def run_sweep(
                 if reused_teacher is not None:
                     teacher_row = {**teacher_row, "reused_from": reused_teacher[0], "run_dir": reused_teacher[1]}
                 elif config.teacher.checkpoint is None and tid not in teachers:
-                    several = len(config.seed_list) > 1
-                    path = result.run_dir / "checkpoints" / "teacher.pt"
-                    teachers[tid] = (key, run_name, None if several or not path.is_file() else path)
+                    teachers[tid] = (key, run_name, _teacher_checkpoint(result.run_dir, config.seed_list))
                 teacher_rows.setdefault(tid, (key, run_name, teacher_row))
                 rows["teacher"] = teacher_row
             for m in new:

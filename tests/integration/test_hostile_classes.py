@@ -450,3 +450,21 @@ def test_tilde_in_the_cache_variable_is_expanded(tmp_path: Path, monkeypatch) ->
     monkeypatch.chdir(tmp_path)
     assert cli(monkeypatch, "run", str(config), "--output", str(tmp_path / "runs")) == 0
     assert (tmp_path / "fd-cache" / "teacher").is_dir() and not (tmp_path / "~").exists()
+
+
+def test_per_seed_teacher_checkpoint_names_the_missing_seed(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``{seed}`` in teacher.checkpoint stands for each seed; every seed's file must exist before training."""
+    from fairdistill.data import load_dataset
+    from fairdistill.models import build_model
+    from fairdistill.train.checkpoint import save_model_checkpoint
+
+    info = load_dataset("colored-mnist", {"max_examples": 300}).info
+    spec = TINY["teacher"]["model"]
+    save_model_checkpoint(tmp_path / "seed0" / "teacher.pt", build_model(spec, info, where="teacher.model"), spec,
+                          info.num_classes)
+    template = str(tmp_path / "seed{seed}" / "teacher.pt")
+    config = config_file(tmp_path / "c.yaml", seeds=[0, 1], teacher={**TINY["teacher"], "checkpoint": template})
+    expect_user_error(monkeypatch, capsys, ["run", str(config), "--dry-run"],
+                      f"teacher.checkpoint: file not found: {tmp_path / 'seed1' / 'teacher.pt'}")
+    one_seed = config_file(tmp_path / "one.yaml", seeds=[0], teacher={**TINY["teacher"], "checkpoint": template})
+    assert cli(monkeypatch, "run", str(one_seed), "--dry-run") == 0

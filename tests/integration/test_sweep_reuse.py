@@ -183,21 +183,26 @@ def test_sweep_refuses_a_grid_over_a_method_left_out(
     assert not fits
 
 
-def test_several_seeds_retrain_the_teacher_but_not_the_unchanged_methods(
+def test_several_seeds_reuse_each_seeds_teacher_and_the_unchanged_methods(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fits: collections.Counter
 ) -> None:
-    """With several seeds teacher.checkpoint (one file) cannot hold every seed's teacher: it is retrained at each
-    point, and the log says why; the unswept method still trains once per seed."""
+    """With several seeds each seed's teacher is reloaded through ``teacher.checkpoint: .../seed{seed}/teacher.pt``;
+    the unswept method trains once per seed, the swept one once per seed and point."""
     config = tiny_config(tmp_path / "sweep.yaml", methods=METHODS[:2], seeds=[0, 1])
     code = run_cli(monkeypatch, "sweep", str(config), "--grid", "methods.kd.loss.tau=1,2",
                    "--output", str(tmp_path / "sweeps"))
     assert code == 0, capsys.readouterr().err
-    assert fits == {"teacher": 4, "kd": 4, "erm": 2}
+    assert fits == {"teacher": 2, "kd": 4, "erm": 2}
     sweep_dir = _only_dir(tmp_path / "sweeps")
-    second = json.loads((sweep_dir / "sweep.json").read_text())["points"][1]
-    assert second["trained"] == ["teacher", "kd"] and second["models"]["erm"]["reused_from"] == "p0"
-    assert "reused_from" not in second["models"]["teacher"]
-    assert second["teacher"].startswith("retrained (the teacher of p0): with several seeds")
+    first, second = json.loads((sweep_dir / "sweep.json").read_text())["points"]
+    assert second["trained"] == ["kd"] and second["models"]["erm"]["reused_from"] == "p0"
+    assert second["models"]["teacher"]["reused_from"] == "p0"
+    assert second["teacher"] == f"loaded from p0 ({first['run_dir']}/checkpoints/seed{{seed}}/teacher.pt)"
+    second_metrics = json.loads((sweep_dir / second["run_dir"] / "metrics.json").read_text())
+    first_metrics = json.loads((sweep_dir / first["run_dir"] / "metrics.json").read_text())
+    for seed in ("0", "1"):  # the reloaded teachers are the same models: same test predictions, same metrics
+        assert second_metrics["models"]["teacher"]["seeds"][seed]["splits"]["test"] == \
+            first_metrics["models"]["teacher"]["seeds"][seed]["splits"]["test"]
 
 
 def test_tradeoff_plot_keeps_labels_apart_and_shows_the_front_in_the_legend(monkeypatch: pytest.MonkeyPatch) -> None:
