@@ -1,14 +1,13 @@
 """fairdistill installed, not cloned: a wheel of the project, installed into a fresh folder, runs the README's
 commands from an empty folder (no ``configs/`` next to it), finding the configs and data that ship in the package.
 
-The wheel is built from a copy of the source tree (pyproject.toml, README.md, LICENSE, src/) so that the build
-leaves no ``build/`` or ``*.egg-info`` in the checkout, and stale files there cannot leak into the wheel.
+The wheel is built from the checkout itself, which the build must leave as it was (no ``build/``, no
+``*.egg-info``: hatchling builds in a temporary folder).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,16 +23,14 @@ RUN_MAIN = "import sys; from fairdistill.cli import main; sys.argv = ['fairdisti
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder that ``pip install --target`` filled from a freshly built wheel."""
     base = tmp_path_factory.mktemp("installed")
-    source, wheels, target = base / "source", base / "wheels", base / "target"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(ROOT / name, source / name)
-    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    wheels, target = base / "wheels", base / "target"
+    before = _listing()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     env = {**os.environ, "PIP_NO_INDEX": "1"}  # everything needed is already here: no network
     build = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), "."],
-                           cwd=source, env=env, capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, f"building the wheel failed (setuptools>=77 is in the dev extra):\n{build.stderr}"
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, f"building the wheel failed (hatchling is in the dev extra):\n{build.stderr}"
+    assert _listing() == before, "building a wheel left files in the checkout"
     (wheel,) = wheels.glob("fairdistill-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for shipped in ("fairdistill/configs/adult.yaml", "fairdistill/configs/kd-zoo.yaml",
@@ -44,6 +41,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                              env=env, capture_output=True, text=True, timeout=120)
     assert install.returncode == 0, install.stderr
     return target
+
+
+def _listing() -> set[str]:
+    """The checkout's top-level entries and those of src/ (where build/ and *.egg-info would appear)."""
+    return {p.name for p in ROOT.iterdir()} | {f"src/{p.name}" for p in (ROOT / "src").iterdir()}
 
 
 def fairdistill(target: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
