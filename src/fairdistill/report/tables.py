@@ -100,8 +100,9 @@ def terminal_table(metrics: dict[str, Any], split: str = "test", width: int = 80
                                    "method": [str(m["method"]) for m in models.values()],
                                    "params": [f"{m['params']:,}" for m in models.values()]}
     for title, key, _ in scores:
-        cells[title] = [_compact(m["splits"].get(split, {}).get(key),
-                                 m.get("splits_std", {}).get(split, {}).get(key), several) for m in models.values()]
+        cells[title] = [_fmt_mean_std(m["splits"].get(split, {}).get(key),
+                                      m.get("splits_std", {}).get(split, {}).get(key), several, compact=True)
+                        for m in models.values()]
     chosen = ["model", *(title for title, _, _ in TERMINAL_COLUMNS)]
     for extra in ("role", "params", *(title for title, _, _ in TERMINAL_EXTRA_COLUMNS), "method"):
         if table_width({h: cells[h] for h in [*chosen, extra]}) <= width:
@@ -128,14 +129,6 @@ def legend(headers: list[str]) -> str:
     if any(h.endswith(("↑", "↓")) for h in headers):
         parts.append("↑ / ↓: higher / lower is better")
     return "; ".join(parts)
-
-
-def _compact(mean: Any, std: Any, several_seeds: bool) -> str:
-    if mean is None:
-        return "—"
-    if not several_seeds:
-        return f"{mean:.4f}"
-    return f"{mean:.3f}±{'—' if std is None else f'{std:.3f}'}"
 
 
 def undefined_notes(metrics: dict[str, Any], split: str,
@@ -279,12 +272,14 @@ def _number(value: Any) -> float | None:
     return None if value is None or isinstance(value, (dict, list, str)) else float(value)
 
 
-def _fmt_mean_std(mean: Any, std: Any, several_seeds: bool) -> str:
+def _fmt_mean_std(mean: Any, std: Any, several_seeds: bool, *, compact: bool = False) -> str:
+    """``0.8123`` for one seed; ``0.8123 ± 0.0120`` for several (``compact``: ``0.812±0.012``, for terminals)."""
     if mean is None:
         return "—"
     if not several_seeds:
         return f"{mean:.4f}"
-    return f"{mean:.4f} ± {'—' if std is None else f'{std:.4f}'}"
+    digits, between = (3, "±") if compact else (4, " ± ")
+    return f"{mean:.{digits}f}{between}{'—' if std is None else f'{std:.{digits}f}'}"
 
 
 def _fmt(value: Any) -> str:
