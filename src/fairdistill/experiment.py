@@ -20,7 +20,7 @@ from accelerate.utils import set_seed
 
 import fairdistill
 from fairdistill.atomic_io import atomic_path, write_json, write_text
-from fairdistill.config import MethodConfig, RunConfig, TrainConfig, config_to_yaml
+from fairdistill.config import KindSpec, MethodConfig, RunConfig, TrainConfig, config_to_yaml
 from fairdistill.data import DATASETS, Splits, collate, load_dataset
 from fairdistill.data.core import ensure_encoding
 from fairdistill.distill import LOSSES, Method, MethodContext, build_method, resolve_loss
@@ -498,8 +498,8 @@ def _execute_seed(
         with progress.phase(f"{label(method_plan.name)}: early-readout refit") if refits else nullcontext():
             readouts = method.readout_probabilities(student, {"val": splits.val, "test": splits.test},
                                                     accelerator.device)
-        records.append(ModelRecord(method_plan.name, "student", method_plan.config.recipe, student, result,
-                                   result.seconds, readouts=readouts))
+        records.append(ModelRecord(method_plan.name, "student", resolved_recipe(method_plan.config, method), student,
+                                   result, result.seconds, readouts=readouts))
 
     with progress.phase(f"evaluating {len(records)} models on val and test"
                         + (f" (seed {seed})" if several else "")):
@@ -546,6 +546,16 @@ def _teacher(
                  checkpoint=checkpoints / f"teacher{TRAINING_CHECKPOINT_SUFFIX}", progress=progress)
     save_model_checkpoint(checkpoints / "teacher.pt", teacher, plan.teacher.spec, info.num_classes)
     return ModelRecord("teacher", "teacher", "erm", teacher, result, result.seconds)
+
+
+def resolved_recipe(config: MethodConfig, method: Method) -> str:
+    """The method's recipe with the tap its weighting chose when the config left it out (the student's first):
+    ``kd + early-readout(block1, margin, beta=3, alpha=0.2)``."""
+    tap = getattr(method.weighting, "tap", None)
+    if not isinstance(tap, str) or config.weighting is None or "tap" in config.weighting.options():
+        return config.recipe
+    weighting = KindSpec.model_validate({"kind": config.weighting.kind, "tap": tap, **config.weighting.options()})
+    return config.model_copy(update={"weighting": weighting}).recipe
 
 
 def _epochs_text(epochs: int) -> str:
