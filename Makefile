@@ -1,12 +1,13 @@
 # Two commands set up and use fairdistill on a fresh machine (Python 3.11, package registries only):
 #   make demo  — create .venv, install, run the embedded default (colored-mnist) and print where the report is
-#   make test  — the same set-up if needed, then the whole test suite
+#   make test  — the same set-up if needed, then the whole test suite but the browser test
+#   make test-browser — the report rendered in headless Chromium (installs Debian's chromium when missing)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test test-browser setup clean
 
 setup: $(STAMP)
 
@@ -22,7 +23,11 @@ demo: $(STAMP)
 	$(BIN)/fairdistill run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not browser"
+
+test-browser: $(STAMP)
+	bash .ci/ensure-chromium.sh
+	$(BIN)/python -m pytest -q -m browser
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache build dist
