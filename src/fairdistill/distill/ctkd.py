@@ -120,8 +120,10 @@ class CTKDLoss(DistillLoss):
             c = context.info.num_classes
             self.temperature_net = nn.Sequential(nn.Linear(2 * c, options.hidden), nn.ReLU(), nn.Linear(options.hidden, 1))
             # Start from τ = init_tau for every example: zero output weights, bias θ0.
-            nn.init.zeros_(self.temperature_net[2].weight)
-            nn.init.constant_(self.temperature_net[2].bias, theta0)
+            output = self.temperature_net[2]
+            assert isinstance(output, nn.Linear)
+            nn.init.zeros_(output.weight)
+            nn.init.constant_(output.bias, theta0)
         self._tau_sum = 0.0
         self._tau_count = 0
         self._tau_min = math.inf
@@ -138,7 +140,9 @@ class CTKDLoss(DistillLoss):
         assert self.temperature_net is not None
         features = torch.cat([teacher_logits, student_logits.detach()], dim=1)
         net = self.temperature_net
-        dtype = net[0].weight.dtype
+        first = net[0]
+        assert isinstance(first, nn.Linear)
+        dtype = first.weight.dtype
         return net(features.to(dtype)).squeeze(1).to(student_logits.dtype)
 
     def terms(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> LossTerms:
@@ -172,8 +176,9 @@ class CTKDLoss(DistillLoss):
 
     def epoch_stats(self, state: TrainState) -> dict[str, float]:
         stats: dict[str, float] = {"ctkd_grl_strength": self.strength(state)}
-        if self.theta is not None:
-            stats["ctkd_tau"] = self.current_temperature()
+        tau = self.current_temperature()
+        if tau is not None:
+            stats["ctkd_tau"] = tau
         elif self._tau_count:
             stats["ctkd_tau"] = self._tau_sum / self._tau_count
             stats["ctkd_tau_min"] = self._tau_min

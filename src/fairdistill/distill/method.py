@@ -143,9 +143,10 @@ class Method(nn.Module):
     ) -> dict[str, dict[str, np.ndarray]]:
         """Early-readout probabilities per tap and split (empty for methods without a readout)."""
         readout = getattr(self.weighting, "readout_probabilities", None)
-        if readout is None:
+        tap = getattr(self.weighting, "tap", None)
+        if readout is None or not isinstance(tap, str):
             return {}
-        return {self.weighting.tap: readout(model, splits, device)}
+        return {tap: readout(model, splits, device)}
 
 
 def resolve_loss(config: MethodConfig, where: str) -> tuple[str, Options]:
@@ -192,5 +193,6 @@ def build_method(config: MethodConfig, context: MethodContext, where: str) -> Me
         mixing = MIXINGS.get(config.mixing.kind).target(m_options, context, f"{where}.mixing")
     if config.adversary is not None:
         a_options = validate_options(AdversaryOptions, config.adversary, where=f"{where}.adversary")
+        assert isinstance(a_options, AdversaryOptions)
         adversary = Adversary(a_options, context, f"{where}.adversary")
     return Method(config.name, loss, weighting, mixing, adversary)

@@ -73,6 +73,8 @@ class InstanceWeighting(torch.nn.Module):
 class IndexedWeighting(InstanceWeighting):
     """A weighting that keeps one weight per training example, looked up by the examples' ``index``."""
 
+    table: torch.Tensor  # a buffer: one weight per training example
+
     def __init__(self, options: WeightingOptions, context: MethodContext, where: str) -> None:
         super().__init__(options, context, where)
         self.register_buffer("table", torch.ones(context.num_train), persistent=True)
@@ -112,6 +114,7 @@ class GroupDRO(InstanceWeighting):
 
     requires_groups = True
     options: GroupDROOptions
+    q: torch.Tensor  # a buffer: the group distribution
 
     def __init__(self, options: GroupDROOptions, context: MethodContext, where: str) -> None:
         super().__init__(options, context, where)

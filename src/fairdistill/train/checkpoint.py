@@ -69,11 +69,11 @@ def load_model_checkpoint(path: Path, model: torch.nn.Module, num_classes: int) 
 
 def capture_rng() -> dict[str, Any]:
     """The states of torch's, numpy's and Python's global generators as tensors and plain values."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
     }

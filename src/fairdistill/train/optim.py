@@ -19,7 +19,8 @@ def build_optimizer(
     weight decay unless ``decay_bias_and_norm`` is set.
     """
     excluded = set(no_decay)
-    decay, plain = [], []
+    decay: list[torch.nn.Parameter] = []
+    plain: list[torch.nn.Parameter] = []
     for name, param in named_params:
         if not param.requires_grad:
             continue
