@@ -142,7 +142,7 @@ def load_civilcomments(options: CivilCommentsOptions) -> Splits:
             raise DataError(f"civilcomments: {file} has no rows with split == {s!r}")
     rng = np.random.default_rng(np.random.SeedSequence(options.split_seed))
     kept = subsample_splits({s: group[idx] for s, idx in indices.items()}, options.max_examples, rng)
-    indices = {s: idx[kept[s]] for s, idx in indices.items()}
+    indices = {s: idx[np.asarray(kept[s])] for s, idx in indices.items()}
 
     attr_names = (f"{subject} not mentioned", f"{subject} mentioned")
     group_names = label_attr_groups(CLASS_NAMES, attr_names)

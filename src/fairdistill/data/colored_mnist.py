@@ -72,7 +72,7 @@ COLOURS: tuple[tuple[str, tuple[float, float, float]], ...] = (
 #: Fractions of the train / val / test splits, as integer slots out of 5 (60 / 20 / 20).
 _SPLIT_SLOTS = ("train", "train", "train", "val", "test")
 
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

@@ -59,6 +59,6 @@ def group_counts(split: SplitDataset, group_names: tuple[str, ...]) -> dict[str,
 
 def first_rows(rows: np.ndarray, limit: int = 10) -> str:
     """``"2, 5, 9"`` (at most ``limit`` numbers, then ``"and N more"``)."""
-    rows = [int(r) for r in rows]
-    shown = ", ".join(map(str, rows[:limit]))
-    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+    numbers = [int(r) for r in rows]
+    shown = ", ".join(map(str, numbers[:limit]))
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")

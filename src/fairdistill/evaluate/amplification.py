@@ -66,8 +66,8 @@ class LabelArrays:
 
     @classmethod
     def of(cls, y: Any, attr: Any, group: Any, num_classes: int, num_attrs: int, num_groups: int) -> "LabelArrays":
-        as_int = (np.asarray(a).astype(np.int64).reshape(-1) for a in (y, attr, group))
-        return cls(*as_int, num_classes=num_classes, num_attrs=num_attrs, num_groups=num_groups)
+        y, attr, group = (np.asarray(a).astype(np.int64).reshape(-1) for a in (y, attr, group))
+        return cls(y, attr, group, num_classes=num_classes, num_attrs=num_attrs, num_groups=num_groups)
 
     def __len__(self) -> int:
         return len(self.y)

@@ -102,7 +102,7 @@ def compute_metrics(
         eo, eo_max = _mean_and_max([e for e in eo_per_class if e is not None])
     group_count = {name: int(_cell(group_table, g, "count") or 0) for g, name in enumerate(info.group_names)}
 
-    metrics = {
+    metrics: dict[str, Any] = {
         "n": int(len(y)),
         "accuracy": _json_float(by_group.overall["accuracy"]),
         "macro_precision": _json_float(precision),
@@ -209,7 +209,9 @@ def _recall_disparity(by_class_attr: Any, c: int, num_attrs: int) -> float | Non
     if len(present) < 2:
         return None
     if num_attrs == 2:
-        return _json_float(recalls[1] - recalls[0])
+        low, high = recalls[0], recalls[1]
+        assert low is not None and high is not None  # both present: two values, two attribute values
+        return _json_float(high - low)
     return _json_float(max(present) - min(present))
 
 
