@@ -195,19 +195,31 @@ def compare(
 
 @app.command("list")
 def list_components() -> None:
-    """List the registered datasets, models, losses and methods, and the packaged configs."""
+    """List the registered datasets, models, losses, weightings, mixing rules and adversary inputs of the
+    methods, and the packaged configs."""
+    from typing import get_args
+
     from fairdistill.config import PACKAGED_CONFIGS, packaged_configs
     from fairdistill.data import DATASETS
-    from fairdistill.distill import LOSSES
+    from fairdistill.distill import LOSSES, MIXINGS, WEIGHTINGS
+    from fairdistill.distill.adversary import AdversaryOptions
     from fairdistill.models import MODELS
 
-    for title, registry in (("datasets", DATASETS), ("models", MODELS), ("losses (methods)", LOSSES)):
+    registries = (("datasets", DATASETS), ("models", MODELS), ("losses (methods)", LOSSES),
+                  ("weightings (weighting.kind)", WEIGHTINGS), ("mixings (mixing.kind)", MIXINGS))
+    for title, registry in registries:
         console.print(f"[bold]{title}[/bold]")
         for name in registry.names():
             entry = registry.get(name)
             facts = ", ".join(f"{k}={v}" for k, v in entry.meta.items())
             console.print(f"  {name:<16} {entry.summary}" + (f" [{facts}]" if facts else ""),
                           highlight=False, markup=False)
+    adversary_inputs = {"probs": "the student's probabilities (demographic parity)",
+                        "probs+label": "the probabilities and the one-hot label (equalised odds)",
+                        "embedding": "the student's embedding (representation invariance)"}
+    console.print("[bold]adversary inputs[/bold] (adversary.input)")
+    for name in get_args(AdversaryOptions.model_fields["input"].annotation):
+        console.print(f"  {name:<16} {adversary_inputs.get(name, '')}".rstrip(), highlight=False, markup=False)
     console.print("[bold]configs[/bold] (fairdistill run NAME)")
     for name in packaged_configs():
         console.print(f"  {name:<16} {PACKAGED_CONFIGS / (name + '.yaml')}", highlight=False, markup=False)
@@ -221,7 +233,7 @@ def main() -> None:
     try:
         from typer._click import exceptions as click_exceptions  # typer ≥ 0.2x ships its own copy of click
     except ImportError:  # older typer uses click itself
-        from click import exceptions as click_exceptions
+        from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
     try:
         app(standalone_mode=False, prog_name="fairdistill")

@@ -149,7 +149,7 @@ def _point_configs(
     raw: dict[str, Any], points: list[list[tuple[GridAxis, int]]], name: str
 ) -> list[RunConfig]:
     """Every point's validated config (overrides applied through :func:`apply_override`)."""
-    from fairdistill.experiment import make_plan
+    from fairdistill.plan import make_plan
 
     configs = []
     for i, point in enumerate(points):
@@ -188,8 +188,8 @@ def method_identity(config: RunConfig, method: MethodConfig) -> str:
 def _teacher_checkpoint(run_dir: Path, seeds: list[int]) -> Path | None:
     """The ``teacher.checkpoint`` that reloads a finished run's teachers (``seed{seed}`` per seed with several
     seeds), or None when a file is missing."""
-    from fairdistill.experiment import SEED_PLACEHOLDER
-    from fairdistill.report.rundir import checkpoints_dir
+    from fairdistill.plan import SEED_PLACEHOLDER
+    from fairdistill.rundir import checkpoints_dir
 
     several = len(seeds) > 1
     template = (run_dir / "checkpoints" / f"seed{SEED_PLACEHOLDER}" / "teacher.pt") if several else (

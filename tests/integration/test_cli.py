@@ -178,5 +178,7 @@ def test_modality_defaults_make_adult_a_one_line_switch(monkeypatch, capsys) -> 
 def test_list_shows_registered_names(monkeypatch, capsys) -> None:
     assert cli(monkeypatch, "list") == 0
     out = capsys.readouterr().out
-    for name in ("colored-mnist", "adult", "cnn", "mlp", "erm", "kd"):
+    for name in ("colored-mnist", "adult", "cnn", "mlp", "erm", "kd", "weightings", "early-readout", "groupdro",
+                 "jtt", "group-balanced", "mixings", "per-group-alpha", "adaptive-margin", "adversary inputs",
+                 "probs+label", "embedding"):
         assert name in out

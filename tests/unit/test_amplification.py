@@ -135,3 +135,65 @@ def test_bad_inputs_are_rejected() -> None:
         amplification(labels, [TEACHER], [])
     with pytest.raises(ValueError, match="predicted classes"):
         bias_metrics(labels, TEACHER + 5)
+
+
+def _draws(n: int, resamples: int, seed: int) -> np.ndarray:
+    """The bootstrap draws the module documents: one generator per seed, (R, n) indices (here in one block)."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def _plain_wge(y, attr, pred) -> float:
+    """1 − the lowest accuracy over the (label, attribute) groups present, by a loop over the groups."""
+    accs = [np.mean(pred[(y == c) & (attr == a)] == c) for c in (0, 1) for a in (0, 1) if ((y == c) & (attr == a)).any()]
+    return 1.0 - min(accs)
+
+
+def _plain_dp(attr, pred) -> float:
+    """|P(pred = 1 | attr 1) − P(pred = 1 | attr 0)| (binary)."""
+    return abs(np.mean(pred[attr == 1] == 1) - np.mean(pred[attr == 0] == 1))
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.8])
+def test_interval_has_the_requested_level(confidence: float) -> None:
+    """ci_low/ci_high are the (1 ∓ confidence)/2 percentiles of Δ over the resamples, recomputed here in plain numpy
+    from the same draws (a 90 % interval in place of a 95 % one is caught)."""
+    rng = np.random.default_rng(11)
+    n, resamples, seed = 120, 400, 5
+    y, attr = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    labels = LabelArrays.of(y, attr, y * 2 + attr, 2, 2, 4)
+    teacher = np.where(rng.random(n) < 0.85, y, 1 - y)
+    student = np.where((rng.random(n) < 0.6) | (attr == 0), y, 1 - y)
+    result = amplification(labels, [teacher], [student], resamples=resamples, confidence=confidence, seed=seed)
+    draws = _draws(n, resamples, seed)
+    tail = 100 * (1 - confidence) / 2
+    for key, metric in (("worst_group_error", lambda i, p: _plain_wge(y[i], attr[i], p[i])),
+                        ("dp_difference", lambda i, p: _plain_dp(attr[i], p[i]))):
+        deltas = np.array([metric(i, student) - metric(i, teacher) for i in draws])
+        low, high = np.percentile(deltas, [tail, 100 - tail])
+        assert result[key]["resamples"] == resamples
+        assert result[key]["ci_low"] == pytest.approx(low, abs=1e-12), key
+        assert result[key]["ci_high"] == pytest.approx(high, abs=1e-12), key
+        assert result[key]["delta"] == pytest.approx(metric(np.arange(n), student) - metric(np.arange(n), teacher))
+    # The interval widens with the level: a 99 % interval contains the 80 % one.
+    wide = amplification(labels, [teacher], [student], resamples=resamples, confidence=0.99, seed=seed)
+    assert wide["worst_group_error"]["ci_low"] <= result["worst_group_error"]["ci_low"]
+    assert wide["worst_group_error"]["ci_high"] >= result["worst_group_error"]["ci_high"]
+
+
+def test_model_interval_has_the_requested_level() -> None:
+    from fairdistill.evaluate.amplification import model_intervals
+
+    rng = np.random.default_rng(12)
+    n, resamples, seed = 90, 300, 2
+    y, attr = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    labels = LabelArrays.of(y, attr, y * 2 + attr, 2, 2, 4)
+    pred = np.where(rng.random(n) < 0.75, y, 1 - y)
+    result = model_intervals(labels, [pred], resamples=resamples, confidence=0.95, seed=seed)
+    draws = _draws(n, resamples, seed)
+    accuracy = np.array([np.mean(pred[i] == y[i]) for i in draws])
+    wga = np.array([1.0 - _plain_wge(y[i], attr[i], pred[i]) for i in draws])
+    for key, values, point in (("accuracy", accuracy, np.mean(pred == y)),
+                               ("worst_group_accuracy", wga, 1.0 - _plain_wge(y, attr, pred))):
+        low, high = np.percentile(values, [2.5, 97.5])
+        assert result[key]["value"] == pytest.approx(point)
+        assert (result[key]["ci_low"], result[key]["ci_high"]) == pytest.approx((low, high), abs=1e-12), key

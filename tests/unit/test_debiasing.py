@@ -45,6 +45,15 @@ def batch_of(data: SplitDataset, idx: list[int]) -> Batch:
 TRAIN = split([0, 0, 0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1, 0, 0])  # groups: 0,0,0,1,3,3,2,0
 
 
+def _hand_dedier(probs: list[list[float]], y: list[int], beta: float, alpha: float) -> list[float]:
+    """exp(β·(p(1) − p(2))^α) where the readout's top class is wrong, else 1, by a loop over the rows."""
+    out = []
+    for row, c in zip(probs, y):
+        top = sorted(row, reverse=True)
+        out.append(math.exp(beta * (top[0] - top[1]) ** alpha) if int(np.argmax(row)) != c else 1.0)
+    return out
+
+
 def test_dedier_weights_power_and_product_forms() -> None:
     probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
     y = torch.tensor([1, 0, 1])  # first is wrong (margin 0.8), second right, third right
@@ -67,6 +76,40 @@ def test_group_balanced_weights() -> None:
     assert weighting.table.tolist() == pytest.approx(expected)
 
 
+def test_group_balanced_weights_count_only_the_groups_present() -> None:
+    # No example of group 2 (n|a1 ... groups are 2·y + attr): G = 3 present groups, not the 4 of the dataset.
+    train = split([0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 1, 0])  # groups 0,0,1,3,3,0
+    weighting = GroupBalanced(WeightingOptions(), MethodContext(INFO, train), "m")
+    counts = {0: 3, 1: 1, 3: 2}  # N = 6
+    assert weighting.table.tolist() == pytest.approx([6 / (3 * counts[g]) for g in train.group.tolist()])
+    # every present group weighs N / G in total
+    totals = [sum(w for w, g in zip(weighting.table.tolist(), train.group.tolist()) if g == k) for k in counts]
+    assert totals == pytest.approx([2.0, 2.0, 2.0])
+
+
+def _erm_ce(logits: list[list[float]], y: list[int]) -> list[float]:
+    return [math.log(sum(math.exp(v) for v in row)) - row[c] for row, c in zip(logits, y)]
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_weighted_batch_loss_normalize_divides_by_the_weight_sum(normalize: bool) -> None:
+    from fairdistill.distill import LOSSES
+    from fairdistill.distill.method import Method
+    from fairdistill.registry import Options
+
+    weighting = GroupBalanced(WeightingOptions(normalize=normalize), MethodContext(INFO, TRAIN), "m")
+    method = Method("m", LOSSES.get("erm").target(Options(), MethodContext(INFO, TRAIN)), weighting=weighting)
+    idx = [0, 3, 4, 6]  # groups 0, 1, 3, 2: weights 8/16, 8/4, 8/8, 8/4 (sum 5.5, not the batch size 4)
+    logits = [[0.3, -0.2], [1.0, 0.5], [-0.4, 0.9], [0.0, 2.0]]
+    y = [TRAIN.y[i].item() for i in idx]
+    loss, _ = method.batch_loss(batch_of(TRAIN, idx), ModelOutput(torch.tensor(logits, dtype=torch.float64)), None,
+                                TrainState())
+    w = [0.5, 2.0, 1.0, 2.0]
+    ce = _erm_ce(logits, y)
+    weighted = sum(wi * li for wi, li in zip(w, ce))
+    assert float(loss) == pytest.approx(weighted / sum(w) if normalize else weighted / 4, rel=1e-9)
+
+
 def test_groupdro_update_by_hand() -> None:
     weighting = GroupDRO(GroupDROOptions(eta=0.5), MethodContext(INFO, TRAIN), "m")
     batch = batch_of(TRAIN, [0, 1, 4, 5])  # groups 0,0,3,3
@@ -82,6 +125,7 @@ def test_groupdro_update_by_hand() -> None:
 
 
 def test_jtt_upweights_the_errors_of_the_first_stage_and_reinitialises() -> None:
+    torch.manual_seed(0)
     model = build_model({"name": "mlp", "hidden": [3]}, INFO, where="m")
     context = MethodContext(INFO, TRAIN, num_epochs=3)
     weighting = JustTrainTwice(JTTOptions(identify_epochs=1, upweight=5.0), context, "m")
@@ -91,6 +135,7 @@ def test_jtt_upweights_the_errors_of_the_first_stage_and_reinitialises() -> None
     weighting.on_epoch_end(state)
     with torch.no_grad():
         wrong = model({"x": TRAIN.encodings["x"]}).logits.argmax(1) != TRAIN.y
+    assert 0 < int(wrong.sum()) < len(wrong)  # both kinds occur, so an ignored upweight (all 1) is seen
     assert weighting.table.tolist() == [5.0 if bad else 1.0 for bad in wrong.tolist()]
     assert state.reinitialize_student
     with pytest.raises(ConfigError, match="identify_epochs: must be smaller"):
@@ -122,6 +167,66 @@ def test_per_group_alpha_uses_validation_reliability() -> None:
     mixed = by_class.mix(batch, terms, ModelOutput(torch.zeros(2, 2)), TrainState())
     a0, a1 = 0.45, 0.6
     assert mixed.tolist() == pytest.approx([(1 - a0) * 1.0 + a0 * 3.0, (1 - a1) * 2.0 + a1 * 5.0])
+
+
+def test_per_group_alpha_composes_with_the_loss_weights() -> None:
+    context = teacher_val_context()
+    rule = PerGroupAlpha(PerGroupAlphaOptions(by="class", alpha_max=0.9), context, "m")
+    batch = batch_of(TRAIN, [0, 4])  # classes 0 and 1: α = 0.45, 0.6
+    a = [0.45, 0.6]
+    label, teacher = [1.0, 2.0], [3.0, 5.0]
+    # A balance (1 − α, α) of the loss itself (kd, ctkd) is replaced by the per-group α.
+    balance = LossTerms(torch.tensor(label), torch.tensor(teacher), label_weight=0.1, teacher_weight=0.9)
+    assert rule.mix(batch, balance, ModelOutput(torch.zeros(2, 2)), TrainState()).tolist() == pytest.approx(
+        [(1 - a[i]) * label[i] + a[i] * teacher[i] for i in range(2)])
+    # Other weights (dkd's warm-up on the teacher term) are kept as factors.
+    warm = LossTerms(torch.tensor(label), torch.tensor(teacher), label_weight=1.0, teacher_weight=0.25)
+    assert rule.mix(batch, warm, ModelOutput(torch.zeros(2, 2)), TrainState()).tolist() == pytest.approx(
+        [(1 - a[i]) * label[i] + a[i] * 0.25 * teacher[i] for i in range(2)])
+
+
+def _log_softmax(row: list[float], tau: float) -> list[float]:
+    z = [v / tau for v in row]
+    top = max(z)
+    lse = top + math.log(sum(math.exp(v - top) for v in z))
+    return [v - lse for v in z]
+
+
+def test_dkd_and_kd_with_per_group_alpha_end_to_end() -> None:
+    """dkd + per-group-alpha keeps dkd's warm-up; kd + per-group-alpha uses α_k in place of kd's α (docs)."""
+    context = teacher_val_context()
+    idx = [0, 4, 1]  # classes 0, 1, 0: α_k = 0.45, 0.6, 0.45
+    alpha = [0.45, 0.6, 0.45]
+    y = [TRAIN.y[i].item() for i in idx]
+    s_logits = [[0.5, -0.3], [0.2, 0.9], [-1.0, 0.4]]
+    t_logits = [[1.5, -0.5], [-0.2, 1.1], [0.3, 0.0]]
+    out_s = ModelOutput(torch.tensor(s_logits, dtype=torch.float64))
+    out_t = ModelOutput(torch.tensor(t_logits, dtype=torch.float64))
+    ce = _erm_ce(s_logits, y)
+    state = TrainState(epoch=0, num_epochs=10)  # dkd warm-up: min(1, 1 / (0.2·10)) = 0.5
+
+    dkd = build_method(MethodConfig.model_validate(
+        {"name": "d", "loss": {"kind": "dkd"}, "mixing": {"kind": "per-group-alpha", "by": "class"}}), context, "m")
+    with pytest.warns(UserWarning, match="NCKD"):
+        mixed = dkd.per_example_loss(batch_of(TRAIN, idx), out_s, out_t, state)
+    expected = []
+    for i, c in enumerate(y):
+        ls, lt = _log_softmax(s_logits[i], 4.0), _log_softmax(t_logits[i], 4.0)
+        # binary: the target-vs-rest distribution is the distribution itself; TCKD = τ²·KL(b_t ‖ b_s), NCKD = 0
+        tckd = 16.0 * sum(math.exp(lt[k]) * (lt[k] - ls[k]) for k in range(2))
+        expected.append((1 - alpha[i]) * ce[i] + alpha[i] * 0.5 * 1.0 * tckd)
+    assert mixed.tolist() == pytest.approx(expected, rel=1e-9)
+
+    kd = build_method(MethodConfig.model_validate(
+        {"name": "k", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.7},
+         "mixing": {"kind": "per-group-alpha", "by": "class"}}), context, "m")
+    mixed = kd.per_example_loss(batch_of(TRAIN, idx), out_s, out_t, state)
+    expected = []
+    for i, c in enumerate(y):
+        ls, lt = _log_softmax(s_logits[i], 2.0), _log_softmax(t_logits[i], 2.0)
+        kl = sum(math.exp(lt[k]) * (lt[k] - ls[k]) for k in range(2))
+        expected.append((1 - alpha[i]) * ce[i] + alpha[i] * 4.0 * kl)
+    assert mixed.tolist() == pytest.approx(expected, rel=1e-9)
 
 
 def test_adaptive_margin_shifts_the_true_logit() -> None:
@@ -191,14 +296,28 @@ def test_early_readout_refits_each_epoch_and_weights_its_errors() -> None:
     with torch.no_grad():
         features = model({"x": x}).taps["hidden1"]
         probs = torch.softmax(readout.head(features), 1)
-    assert torch.allclose(readout.table, dedier_weights(probs, train.y, 3.0, 0.2, "power"), atol=1e-6)
+    assert readout.table.tolist() == pytest.approx(_hand_dedier(probs.tolist(), y, 3.0, 0.2), rel=1e-5)
+    assert readout.epoch_stats(state)["readout_train_acc"] == pytest.approx(
+        np.mean([int(np.argmax(p) == c) for p, c in zip(probs.tolist(), y)]))
+    # The head was fit on this epoch's features: its standardisation is theirs and it beats a constant predictor.
+    assert readout.head.mean.tolist() == pytest.approx(features.mean(0).tolist(), abs=1e-6)
+    base_rate = np.mean(y)
+    constant_nll = -(base_rate * math.log(base_rate) + (1 - base_rate) * math.log(1 - base_rate))
+    with torch.no_grad():
+        nll = float(torch.nn.functional.cross_entropy(readout.head(features), train.y))
+    assert nll < constant_nll - 0.05
     first = readout.table.clone()
-    # the head is re-initialised and refit: with other student weights the weights are recomputed from scratch
+    # Re-initialised, not warm-started: fitting again on the same features with the same seed gives the same table.
+    readout.on_epoch_end(TrainState(epoch=0, model=model))
+    assert torch.equal(first, readout.table)
+    # With other student weights the weights are recomputed from the new features.
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.5 * torch.randn(p.shape, generator=g))
     readout.on_epoch_end(TrainState(epoch=1, model=model))
-    assert not torch.equal(first, readout.table)
+    with torch.no_grad():
+        probs = torch.softmax(readout.head(model({"x": x}).taps["hidden1"]), 1)
+    assert readout.table.tolist() == pytest.approx(_hand_dedier(probs.tolist(), y, 3.0, 0.2), rel=1e-5)
 
 
 def test_early_readout_laplace_scores_record_tau() -> None:

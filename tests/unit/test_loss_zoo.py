@@ -18,6 +18,7 @@ from fairdistill.distill import LOSSES, MethodContext, TeacherOutputs, TrainStat
 from fairdistill.distill.ctkd import CTKDOptions, ctkd_per_example, grl_strength, theta_for
 from fairdistill.distill.dkd import DKDOptions, dkd_warmup
 from fairdistill.distill.kdpp import KDPPOptions, class_means, kdpp_warmup
+from fairdistill.distill.losses import KDOptions
 from fairdistill.distill.relational import RKDOptions
 from fairdistill.errors import ConfigError
 from fairdistill.models.core import ModelOutput
@@ -385,7 +386,46 @@ def test_ctkd_theta_moves_to_increase_the_kd_loss() -> None:
         value.backward()
         optimizer.step()  # a descent step on θ, whose gradient was reversed: an ascent on the loss
     assert all(b > a for a, b in zip(values, values[1:]))
-    assert loss.epoch_stats(state)["ctkd_tau"] != pytest.approx(3.0)
+
+
+def test_ctkd_one_step_moves_theta_up_the_hand_gradient() -> None:
+    """One SGD step on θ through the reversal (λ = 1) is θ + lr·∂L/∂θ, with ∂L/∂θ of the hand formula (central
+    differences of the mean hand loss in θ)."""
+    loss = _build("ctkd", CTKDOptions(ramp_epochs=1, init_tau=3.0)).double()
+    state = TrainState(epoch=0, num_epochs=3)
+    theta0 = float(loss.theta.detach())
+    optimizer = torch.optim.SGD(loss.parameters(), lr=0.5)
+    loss(_batch(LABELS), _out(STUDENT), _out(TEACHER), state).mean().backward()
+    optimizer.step()
+
+    def mean_hand(theta: float) -> float:
+        return sum(_hand_ctkd(STUDENT, TEACHER, LABELS, [_hand_tau(theta)] * B, 0.9)) / B
+
+    h = 1e-5
+    grad = (mean_hand(theta0 + h) - mean_hand(theta0 - h)) / (2 * h)
+    assert abs(grad) > 1e-4
+    assert float(loss.theta.detach()) == pytest.approx(theta0 + 0.5 * grad, rel=1e-6)
+    assert loss.epoch_stats(state)["ctkd_tau"] == pytest.approx(_hand_tau(theta0 + 0.5 * grad), rel=1e-6)
+
+
+def test_ctkd_instance_net_does_not_push_on_the_student() -> None:
+    """The gradient on the student logits is that of the loss at the per-example τ_i held fixed: the temperature
+    network reads the student logits detached."""
+    loss = _build("ctkd", CTKDOptions(scope="instance", hidden=6, init_tau=5.0, ramp_epochs=0)).double()
+    with torch.no_grad():
+        loss.temperature_net[2].weight.copy_(torch.linspace(-0.4, 0.5, 6, dtype=torch.float64).view(1, 6))
+    z = torch.tensor(STUDENT, dtype=torch.float64, requires_grad=True)
+    loss(_batch(LABELS), ModelOutput(z), _out(TEACHER), TrainState(epoch=0, num_epochs=10)).sum().backward()
+    with torch.no_grad():
+        taus = 1.0 + 20.0 * torch.sigmoid(loss.raw_theta(z, torch.tensor(TEACHER, dtype=torch.float64)))
+    fixed = torch.tensor(STUDENT, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor(TEACHER, dtype=torch.float64)
+    col = taus[:, None]
+    log_t, log_s = torch.log_softmax(t / col, 1), torch.log_softmax(fixed / col, 1)
+    kd = taus**2 * (log_t.exp() * (log_t - log_s)).sum(1)
+    ce = -torch.log_softmax(fixed, 1)[torch.arange(B), torch.tensor(LABELS)]
+    (0.1 * ce + 0.9 * kd).sum().backward()
+    assert torch.allclose(z.grad, fixed.grad, atol=1e-10)
 
 
 def test_ctkd_temperature_lies_in_range_and_theta_for_inverts() -> None:
@@ -482,10 +522,142 @@ def test_kdpp_teacher_cache_without_embeddings_is_a_config_error() -> None:
         loss(_batch(LABELS), _out(STUDENT, S_EMB), _out(TEACHER, T_EMB), TrainState())
 
 
-@pytest.mark.parametrize("kind", ["dkd", "rkd", "ctkd", "kdpp"])
-def test_terms_recombine_to_the_loss(kind: str) -> None:
+def _hand_terms(kind: str, loss) -> tuple[list[float], float, float]:
+    """The teacher term and the two weights of each loss's default options at epoch 1 of 10, by hand."""
+    if kind == "kd":  # τ = 2, α = 0.9
+        return [_hand_kd_term(s, t, 2.0) for s, t in zip(STUDENT, TEACHER)], 0.1, 0.9
+    if kind == "ctkd":  # τ = init_tau = 4, α = 0.9
+        return [_hand_kd_term(s, t, 4.0) for s, t in zip(STUDENT, TEACHER)], 0.1, 0.9
+    if kind == "dkd":  # α_d = 1, β_d = 8, τ = 4; warm-up min(1, 2 / (0.2·10)) = 1 at epoch index 1
+        teacher = [(ce_plus - _ce(s, y)) for ce_plus, s, y in
+                   zip(_hand_dkd(STUDENT, TEACHER, LABELS, 4.0, 1.0, 8.0, 1.0), STUDENT, LABELS)]
+        return teacher, 1.0, 1.0
+    if kind == "rkd":  # λ_D = 25, λ_A = 50
+        dist, angle = _hand_rkd_parts(S_EMB, T_EMB)
+        return [25.0 * d + 50.0 * a for d, a in zip(dist, angle)], 1.0, 1.0
+    assert kind == "kdpp"  # w_kd = 1 with warm-up min(1, 1/2), w_nd = 2, τ = 4
+    proj = _linear(S_EMB, loss.projection.weight.tolist(), loss.projection.bias.tolist())
+    centers = _hand_class_means(TRAIN_T_EMB, TRAIN_Y, C)
+    full = _hand_kdpp(STUDENT, TEACHER, LABELS, proj, T_EMB, centers, 4.0, 1.0, 2.0, 0.5)
+    return [f - _ce(s, y) for f, s, y in zip(full, STUDENT, LABELS)], 1.0, 1.0
+
+
+@pytest.mark.parametrize("kind", ["kd", "dkd", "rkd", "ctkd", "kdpp"])
+def test_terms_are_the_documented_label_and_teacher_terms(kind: str) -> None:
+    """Each term and weight against the hand computation (what a mixing rule recombines), not the code itself."""
     loss = _build(kind).double()
     args = (_batch(LABELS), _out(STUDENT, S_EMB), _out(TEACHER, T_EMB), TrainState(epoch=1, num_epochs=10))
-    assert torch.allclose(loss.terms(*args).combine(), loss(*args))
-    assert torch.allclose(loss.terms(*args).label, torch.tensor([_ce(s, y) for s, y in zip(STUDENT, LABELS)],
-                                                                dtype=torch.float64))
+    terms = loss.terms(*args)
+    teacher, label_weight, teacher_weight = _hand_terms(kind, loss)
+    ce = [_ce(s, y) for s, y in zip(STUDENT, LABELS)]
+    assert terms.label.tolist() == pytest.approx(ce, abs=1e-9)
+    assert terms.teacher.tolist() == pytest.approx(teacher, abs=1e-6)
+    assert float(terms.label_weight) == pytest.approx(label_weight)
+    assert float(terms.teacher_weight) == pytest.approx(teacher_weight)
+    expected = [label_weight * c + teacher_weight * t for c, t in zip(ce, teacher)]
+    assert loss(*args).tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_dkd_terms_carry_the_warm_up_as_the_teacher_weight() -> None:
+    loss = _build("dkd").double()
+    terms = loss.terms(_batch(LABELS), _out(STUDENT), _out(TEACHER), TrainState(epoch=0, num_epochs=10))
+    assert (float(terms.label_weight), float(terms.teacher_weight)) == pytest.approx((1.0, 0.5))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hard inputs: huge logits, extreme τ, ten classes, batches of two and three (hand computations in log space).
+
+def _log_softmax(row: list[float], tau: float = 1.0) -> list[float]:
+    z = [v / tau for v in row]
+    top = max(z)
+    lse = top + math.log(sum(math.exp(v - top) for v in z))
+    return [v - lse for v in z]
+
+
+def _logsumexp(values: list[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def _kl_log(lp: list[float], lq: list[float]) -> float:
+    return sum(math.exp(a) * (a - b) for a, b in zip(lp, lq))
+
+
+def _stable_kd(s, t, tau) -> float:
+    return tau * tau * _kl_log(_log_softmax(t, tau), _log_softmax(s, tau))
+
+
+def _stable_ce(s, y) -> float:
+    return -_log_softmax(s)[y]
+
+
+def _stable_dkd(s, t, y, tau, alpha, beta) -> float:
+    def binary(row):
+        z = [v / tau for v in row]
+        lse = _logsumexp(z)
+        return [z[y] - lse, _logsumexp([z[k] for k in range(len(z)) if k != y]) - lse]
+
+    tckd = tau * tau * _kl_log(binary(t), binary(s))
+    others = [k for k in range(len(s)) if k != y]
+    nckd = tau * tau * _kl_log(_log_softmax([t[k] for k in others], tau), _log_softmax([s[k] for k in others], tau))
+    return _stable_ce(s, y) + alpha * tckd + beta * nckd
+
+
+HUGE_S = [[v * 2000.0 for v in row] for row in STUDENT]
+HUGE_T = [[v * 2000.0 for v in row] for row in TEACHER]
+
+
+@pytest.mark.parametrize("scale,tau", [("huge", 4.0), ("plain", 0.01), ("plain", 1000.0), ("huge", 1000.0)])
+def test_kd_and_dkd_at_huge_logits_and_extreme_temperatures(scale: str, tau: float) -> None:
+    s_rows, t_rows = (HUGE_S, HUGE_T) if scale == "huge" else (STUDENT, TEACHER)
+    kd = _build("kd", KDOptions(tau=tau, alpha=0.5))
+    out = kd(_batch(LABELS), _out(s_rows), _out(t_rows), TrainState())
+    expected = [0.5 * _stable_ce(s, y) + 0.5 * _stable_kd(s, t, tau) for s, t, y in zip(s_rows, t_rows, LABELS)]
+    assert torch.isfinite(out).all()
+    assert out.tolist() == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    dkd = _build("dkd", DKDOptions(tau=tau, alpha=1.0, beta=8.0, warmup_fraction=0.0))
+    out = dkd(_batch(LABELS), _out(s_rows), _out(t_rows), TrainState())
+    expected = [_stable_dkd(s, t, y, tau, 1.0, 8.0) for s, t, y in zip(s_rows, t_rows, LABELS)]
+    assert torch.isfinite(out).all()
+    assert out.tolist() == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+def test_ctkd_at_huge_logits_is_finite_and_exact() -> None:
+    loss = _build("ctkd", CTKDOptions(init_tau=2.0, alpha=0.5))
+    out = loss(_batch(LABELS), _out(HUGE_S), _out(HUGE_T), TrainState(epoch=0, num_epochs=10))
+    tau = _hand_tau(float(loss.theta.detach()))
+    expected = [0.5 * _stable_ce(s, y) + 0.5 * _stable_kd(s, t, tau) for s, t, y in zip(HUGE_S, HUGE_T, LABELS)]
+    assert out.tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_kd_and_dkd_with_ten_classes() -> None:
+    gen = torch.Generator().manual_seed(7)
+    s_rows = (torch.randn(6, 10, generator=gen, dtype=torch.float64) * 2).tolist()
+    t_rows = (torch.randn(6, 10, generator=gen, dtype=torch.float64) * 3).tolist()
+    labels = [0, 9, 4, 4, 7, 2]
+    context = _context(10)
+    kd = _build("kd", KDOptions(tau=3.0, alpha=0.8), context)
+    out = kd(_batch(labels), _out(s_rows), _out(t_rows), TrainState())
+    assert out.tolist() == pytest.approx(
+        [0.2 * _ce(s, y) + 0.8 * _hand_kd_term(s, t, 3.0) for s, t, y in zip(s_rows, t_rows, labels)], abs=1e-9)
+    dkd = _build("dkd", DKDOptions(alpha=2.0, beta=5.0, tau=3.0), context)
+    out = dkd(_batch(labels), _out(s_rows), _out(t_rows), TrainState(epoch=0, num_epochs=10))
+    assert out.tolist() == pytest.approx(_hand_dkd(s_rows, t_rows, labels, 3.0, 2.0, 5.0, 0.5), abs=1e-9)
+
+
+@pytest.mark.parametrize("b", [2, 3])
+def test_rkd_with_batches_of_two_and_three(b: int) -> None:
+    loss = _build("rkd", RKDOptions(lambda_distance=2.0, lambda_angle=3.0))
+    out = loss(_batch(LABELS[:b]), _out(STUDENT[:b], S_EMB[:b]), _out(TEACHER[:b], T_EMB[:b]), TrainState())
+    psi_s, psi_t = _hand_psi_d(S_EMB[:b]), _hand_psi_d(T_EMB[:b])
+    expected = []
+    for i in range(b):
+        dist = sum(_huber(psi_s[i][j] - psi_t[i][j]) for j in range(b) if j != i) / (b - 1)
+        triplets = [_huber(_hand_psi_a(S_EMB, i, j, k) - _hand_psi_a(T_EMB, i, j, k))
+                    for j in range(b) for k in range(b) if len({i, j, k}) == 3]
+        angle = sum(triplets) / len(triplets) if triplets else 0.0  # B = 2: no triplet, no angle term
+        expected.append(_ce(STUDENT[i], LABELS[i]) + 2.0 * dist + 3.0 * angle)
+    assert torch.isfinite(out).all()
+    assert out.tolist() == pytest.approx(expected, abs=1e-9)
+    if b == 2:  # two examples: ψ_D is 1 for both models (a single distance over its own mean), so no distance loss
+        assert out.tolist() == pytest.approx([_ce(STUDENT[i], LABELS[i]) for i in range(2)], abs=1e-9)

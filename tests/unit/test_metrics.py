@@ -145,10 +145,25 @@ def test_ece_hand_computed() -> None:
 
 
 def test_ece_bin_edges_are_closed_on_the_right() -> None:
-    # Conf .6 (correct) lies in (.4, .6], conf .65 (wrong) in (.6, .8]: ECE = ½·.4 + ½·.65 = .525.
-    # Had .6 fallen in [.6, .8) with .65, it would be |1/2 − .625| = .125.
-    probs = np.array([[0.6, 0.4], [0.35, 0.65]])
-    assert expected_calibration_error(np.array([0, 0]), probs, n_bins=5) == pytest.approx(0.525)
+    # The inner edges of 5 bins are np.linspace(0, 1, 6)[1:-1]; the fourth edge is 0.6000000000000001, not 0.6,
+    # so the confidence must be taken from linspace itself to lie exactly on an edge.
+    edges = np.linspace(0.0, 1.0, 6)
+    assert edges[3] != 0.6
+    # conf = edges[3] (correct) lies in (.4, edges[3]], conf .65 (wrong) in (edges[3], .8]:
+    # ECE = ½·|1 − edges[3]| + ½·|0 − .65|. Had the edge fallen in [edges[3], .8) with .65, it would be
+    # |1/2 − (edges[3] + .65)/2|.
+    e = edges[3]
+    probs = np.array([[e, 1.0 - e], [0.35, 0.65]])
+    expected = 0.5 * (1.0 - e) + 0.5 * 0.65
+    assert expected_calibration_error(np.array([0, 0]), probs, n_bins=5) == pytest.approx(expected, abs=1e-12)
+    assert abs(0.5 - (e + 0.65) / 2) == pytest.approx(0.125)  # the value of the wrong binning, far from 0.525
+    # The edge edges[4] (= .8 exactly): conf .8 (wrong) shares (.6, .8] with conf .75 (correct), and conf .9
+    # (correct) is alone in (.8, 1]: ECE = (2·|1/2 − .775| + |1 − .9|)/3. Binned [.8, 1) it would share .9's bin.
+    assert edges[4] == 0.8
+    probs = np.array([[0.8, 0.2], [0.75, 0.25], [0.9, 0.1]])
+    y = np.array([1, 0, 0])
+    expected = (2 * abs(0.5 - (0.8 + 0.75) / 2) + abs(1.0 - 0.9)) / 3
+    assert expected_calibration_error(y, probs, n_bins=5) == pytest.approx(expected, abs=1e-12)
 
 
 def test_absent_group_is_none_and_excluded() -> None:

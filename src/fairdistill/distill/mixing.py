@@ -8,6 +8,7 @@ examples gets the teacher's overall validation accuracy.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -72,9 +73,22 @@ class PerGroupAlphaOptions(Options):
     gamma: float = Field(default=1.0, ge=0.0)
 
 
+def _is_balance(label_weight: float | torch.Tensor, teacher_weight: float | torch.Tensor) -> bool:
+    """Whether a loss's weights are its own label/teacher balance (1 − α, α), as kd and ctkd give."""
+    if isinstance(label_weight, torch.Tensor) or isinstance(teacher_weight, torch.Tensor):
+        return False
+    return math.isclose(float(label_weight) + float(teacher_weight), 1.0, rel_tol=0.0, abs_tol=1e-9)
+
+
 @MIXINGS.register("per-group-alpha", options=PerGroupAlphaOptions)
 class PerGroupAlpha(MixingRule):
-    """α_k = α_max·r_k^γ; ℓ_i = (1−α_{k_i})·label_i + α_{k_i}·teacher_i (our instantiation of Teacher's pet)."""
+    """α_k = α_max·r_k^γ; ℓ_i = (1−α_{k_i})·λ_l·label_i + α_{k_i}·λ_t·teacher_i (our instantiation of Teacher's pet).
+
+    The per-group α_k takes the place of the loss's own balance and composes with the rest of its weights
+    (λ_l, λ_t): when the loss's weights are a balance (1 − α, α) — kd, ctkd — α_k replaces it (λ_l = λ_t = 1);
+    any other weights are kept as factors, so dkd's warm-up still ramps its teacher term in
+    (ℓ = (1 − α_k)·CE + α_k·warm·(α_d·TCKD + β_d·NCKD)); kdpp and rkd have weights 1.
+    """
 
     options: PerGroupAlphaOptions
 
@@ -86,7 +100,10 @@ class PerGroupAlpha(MixingRule):
 
     def mix(self, batch: Batch, terms: LossTerms, student: ModelOutput, state: TrainState) -> torch.Tensor:
         alpha = self.alphas().to(terms.label.device, terms.label.dtype)[subgroup_of(batch, self.options.by)]
-        return (1.0 - alpha) * terms.label + alpha * terms.teacher
+        label_weight, teacher_weight = terms.label_weight, terms.teacher_weight
+        if _is_balance(label_weight, teacher_weight):
+            label_weight = teacher_weight = 1.0
+        return (1.0 - alpha) * label_weight * terms.label + alpha * teacher_weight * terms.teacher
 
     def epoch_stats(self, state: TrainState) -> dict[str, float]:
         return {"alpha_min": float(self.alphas().min()), "alpha_max": float(self.alphas().max())}
@@ -99,8 +116,10 @@ class AdaptiveMarginOptions(Options):
 
 @MIXINGS.register("adaptive-margin", options=AdaptiveMarginOptions)
 class AdaptiveMargin(MixingRule):
-    """Δ_k = κ·(1 − r_k) subtracted from the true-class logit in the label term (LDAM-style), so subgroups the
-    teacher gets wrong demand a larger label margin; the teacher term is unchanged (our instantiation)."""
+    """Teacher's pet, LDAM-style: Δ_k = κ·(1 − r_k) subtracted from the true-class logit of the label term.
+
+    Subgroups the teacher gets wrong thus demand a larger label margin; the teacher term is unchanged (our
+    instantiation)."""
 
     options: AdaptiveMarginOptions
 

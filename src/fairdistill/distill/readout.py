@@ -33,7 +33,9 @@ from fairdistill.registry import Options
 
 class LaplaceOptions(Options):
     prior: Literal["exact", "split"] = "exact"
-    predictive: Literal["mc", "probit"] = "mc"
+    #: ``probit`` (default): deterministic, the logit covariance with its common-shift direction projected out;
+    #: ``mc``: ``samples`` draws, the noise keyed by (seed, example index).
+    predictive: Literal["mc", "probit"] = "probit"
     samples: int = Field(default=32, ge=1)
     #: How τ is chosen: Laplace evidence on the train features, or validation NLL.
     tune: Literal["evidence", "val-nll"] = "evidence"
@@ -202,7 +204,7 @@ class EarlyReadout(IndexedWeighting):
             probs = self.pending_probs.clone()
             if self.options.score != "margin":
                 self._fit_laplace(self.pending_features[seen], y[seen], state)
-                probs[seen] = self._laplace_predictive(self.pending_features[seen])
+                probs[seen] = self._laplace_predictive(self.pending_features[seen], seen.nonzero().squeeze(1))
             probs[~seen] = 1.0 / probs.shape[1]
             self.pending_probs.fill_(float("nan"))
         self.table.copy_(self._weights_from(probs, y).to(self.table.dtype))
@@ -248,11 +250,13 @@ class EarlyReadout(IndexedWeighting):
         self._stats["laplace_tau"] = laplace.tau
 
     @torch.no_grad()
-    def _laplace_predictive(self, features: torch.Tensor) -> torch.Tensor:
+    def _laplace_predictive(self, features: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The Laplace predictive on ``features``; ``index``: their example indices in the split (default: rows)."""
         assert self.laplace is not None
         options = self.options.laplace
         last = self.head.last_layer_features(features)
-        return self.laplace.predictive(last, options.predictive, options.samples, self.context.seed).float()
+        return self.laplace.predictive(last, options.predictive, options.samples, self.context.seed,
+                                       index=index).float()
 
     # -- reporting -------------------------------------------------------------------------------------------
     @torch.no_grad()

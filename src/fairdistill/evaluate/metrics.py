@@ -160,6 +160,23 @@ def expected_calibration_error(y: np.ndarray, probs: np.ndarray, n_bins: int = 1
     return _ece(np.asarray(y) == probs.argmax(axis=1), probs.max(axis=1), n_bins)
 
 
+def reliability_bins(
+    y: np.ndarray, probs: np.ndarray, n_bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The reliability diagram of ``argmax(probs)``: per non-empty confidence bin (the bins of
+    :func:`expected_calibration_error`) the mean confidence, the accuracy and the size; and the ECE."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(y)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges[1:-1], confidence, side="left"), 0, n_bins - 1)
+    sizes = np.bincount(bins, minlength=n_bins)
+    used = sizes > 0
+    mean_conf = np.bincount(bins, weights=confidence, minlength=n_bins)[used] / sizes[used]
+    accuracy = np.bincount(bins, weights=correct.astype(float), minlength=n_bins)[used] / sizes[used]
+    ece = float(np.abs(accuracy - mean_conf) @ sizes[used] / sizes.sum())
+    return mean_conf, accuracy, sizes[used], ece
+
+
 def _ece(correct: np.ndarray, conf: np.ndarray, n_bins: int) -> float:
     """ECE from per-example correctness and confidence."""
     if n_bins < 1:

@@ -7,7 +7,7 @@ from fairdistill.models.core import (
     TappedModel,
     build_model,
     count_parameters,
-    default_model_spec,
 )
+from fairdistill.models.defaults import default_model_spec
 
 __all__ = ["MODELS", "ModelOutput", "TappedModel", "build_model", "count_parameters", "default_model_spec"]

@@ -113,24 +113,6 @@ def model_modalities(name: str) -> tuple[str, ...]:
     return (declared,) if isinstance(declared, str) else tuple(declared)
 
 
-def default_model_spec(modality: str, role: str) -> dict[str, Any]:
-    """The default model spec for a modality and role ("teacher" or "student").
-
-    Text defaults are small random BERTs using the tokenizer of a packaged model (see
-    ``fairdistill.models.hf.default_text_spec``), so they work offline.
-    """
-    if modality == "text":
-        from fairdistill.models.hf import default_text_spec
-
-        return default_text_spec(role)
-    if modality not in MODALITY_DEFAULTS:
-        raise ConfigError(
-            f"{role}.model: no default model for {modality} data; set {role}.model.name "
-            f"(models: {', '.join(MODELS.names())})"
-        )
-    return dict(MODALITY_DEFAULTS[modality][role])
-
-
 def check_model_modality(name: str, modality: str, *, where: str, dataset: str) -> None:
     """A ConfigError (naming ``where``) when model ``name`` cannot read data of ``modality``; it suggests the
     default model of that modality and lists the datasets the model can read."""

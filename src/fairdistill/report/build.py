@@ -14,12 +14,12 @@ from typing import Any
 
 from fairdistill.atomic_io import atomic_path
 from fairdistill.errors import FairdistillError
-from fairdistill.report.analysis import add_analysis, student_names, teacher_name
+from fairdistill.evaluate.analysis import add_analysis, student_names, teacher_name
 from fairdistill.report.changes import ExampleRenderer, comparison_pairs, pair_changes
 from fairdistill.report.html import render_html
 from fairdistill.report.markdown import render_markdown
 from fairdistill.report.plots import run_figures
-from fairdistill.report.rundir import FIGURES, load_frames
+from fairdistill.rundir import FIGURES, load_frames
 
 log = logging.getLogger(__name__)
 

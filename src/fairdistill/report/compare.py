@@ -19,7 +19,7 @@ import yaml
 
 from fairdistill.errors import FairdistillError
 from fairdistill.evaluate.amplification import LabelArrays, paired_bootstrap
-from fairdistill.report.rundir import predictions_dir, read_predictions, run_seeds
+from fairdistill.rundir import predictions_dir, read_predictions, run_seeds
 from fairdistill.run_record import changed_fields
 
 #: The metrics compare gives intervals for (the others show "no interval").

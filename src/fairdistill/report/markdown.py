@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from fairdistill.report.changes import PairChanges
-from fairdistill.report.rundir import run_seeds
+from fairdistill.rundir import run_seeds
 from fairdistill.report.tables import (
     ComparisonTable,
     comparison_table,

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from fairdistill.evaluate.margins import FINAL_LAYER, layer_probabilities, wrong_example_margins
+from fairdistill.evaluate.metrics import reliability_bins
 
 #: History keys drawn first, in this order; any other numeric per-epoch statistic follows.
 _CURVE_ORDER = ("train_loss", "val_worst_group_acc", "val_acc")
@@ -174,17 +175,7 @@ def student_error_margins_png(frames: dict[str, pd.DataFrame], teacher: str, stu
 
 def _reliability_bins(frame: pd.DataFrame, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Per non-empty confidence bin: mean confidence, accuracy and size; and the expected calibration error."""
-    probs = layer_probabilities(frame)[FINAL_LAYER]
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == frame["y"].to_numpy()
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.searchsorted(edges[1:-1], confidence, side="left"), 0, n_bins - 1)
-    sizes = np.bincount(bins, minlength=n_bins)
-    used = sizes > 0
-    mean_conf = np.bincount(bins, weights=confidence, minlength=n_bins)[used] / sizes[used]
-    accuracy = np.bincount(bins, weights=correct.astype(float), minlength=n_bins)[used] / sizes[used]
-    ece = float(np.abs(accuracy - mean_conf) @ sizes[used] / sizes.sum())
-    return mean_conf, accuracy, sizes[used], ece
+    return reliability_bins(frame["y"].to_numpy(), layer_probabilities(frame)[FINAL_LAYER], n_bins)
 
 
 def reliability_png(frames: dict[str, pd.DataFrame], n_bins: int = 15, teacher: str | None = None) -> bytes:

@@ -70,7 +70,7 @@ def run_intervals(run_dir: Path, metrics: dict[str, Any], *, resamples: int = RE
     """Per model of a finished run: :func:`model_intervals` on its test predictions (``{}`` with a warning when
     the predictions cannot be read)."""
     from fairdistill.errors import FairdistillError
-    from fairdistill.report.rundir import load_frames
+    from fairdistill.rundir import load_frames
 
     try:
         frames = load_frames(run_dir, metrics, "test")

@@ -115,47 +115,111 @@ def fit(
     """
     if method.requires_teacher and teacher_cache is None:
         raise ValueError(f"method {method.name} needs teacher outputs but no teacher cache was given")
-    set_seed(seed)
-    no_decay = model.no_weight_decay_names() if hasattr(model, "no_weight_decay_names") else ()
-    named = [*model.named_parameters(), *(("method." + n, p) for n, p in method.named_parameters())]
-    optimizer = build_optimizer(named, config, no_decay)
-    loader = train_loader(train, config.batch_size, seed, accelerator)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accumulate = config.gradient_accumulation_steps
-    # stepped once per optimiser step (not prepared: Accelerate would step it once per process)
-    scheduler = build_scheduler(optimizer, config, math.ceil(len(loader) / accumulate))
-    trainable = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
-    method.to(accelerator.device)
-    raw_model: TappedModel = accelerator.unwrap_model(model)
-    state = TrainState(num_epochs=config.epochs, steps_per_epoch=len(loader), model=raw_model,
-                       device=accelerator.device)
-    history: list[dict[str, Any]] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-    seconds_before = 0.0
-    first_epoch = 0
-    if checkpoint is not None and checkpoint.is_file():
-        saved = load_training_checkpoint(checkpoint)
-        raw_model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        method.load_state_dict(saved["method"])
-        state.step, state.select_from_epoch = saved["step"], saved["select_from_epoch"]
-        history, seconds_before, first_epoch = saved["history"], saved["seconds"], saved["epoch"]
-        if saved["best"] is not None:
-            best = (saved["best"]["score"], saved["best"]["epoch"], saved["best"]["state"])
-        restore_rng(saved["rng"])
-        log.info("%s: resumed after epoch %d from %s", desc, first_epoch, checkpoint)
-        progress.restored(first_epoch)
-    started = time.perf_counter()
-
+    training = _Training(model, method, train, config, accelerator=accelerator, seed=seed,
+                         teacher_cache=teacher_cache, validate=validate, select=select, desc=desc,
+                         checkpoint=checkpoint, progress=progress)
+    first_epoch = training.restore()
+    training.start_clock()
     for epoch in range(first_epoch, config.epochs):
+        record = training.run_epoch(epoch)
+        training.end_epoch(epoch, record)
+    return training.finish()
+
+
+@dataclass
+class _BestEpoch:
+    """Best-epoch tracking: the best selection score so far, its (1-based) epoch and that epoch's weights."""
+
+    select: Selection
+    score: float | None = None
+    epoch: int = 0
+    weights: dict[str, torch.Tensor] | None = None
+
+    @property
+    def seen(self) -> bool:
+        return self.score is not None
+
+    def offer(self, record: dict[str, Any], model: TappedModel) -> None:
+        """Keep ``record``'s epoch (and a copy of ``model``'s weights) when it scores higher than the best so far."""
+        score = _selection_score(record, self.select)
+        if self.score is None or score > self.score:
+            self.score, self.epoch, self.weights = score, record["epoch"], copy.deepcopy(model.state_dict())
+
+    def to_saved(self) -> dict[str, Any] | None:
+        """The ``best`` entry of a training checkpoint."""
+        return None if self.score is None else {"score": self.score, "epoch": self.epoch, "state": self.weights}
+
+    def restore(self, saved: dict[str, Any] | None) -> None:
+        if saved is not None:
+            self.score, self.epoch, self.weights = saved["score"], saved["epoch"], saved["state"]
+
+
+class _Training:
+    """The moving parts of one :func:`fit`: prepared model and optimiser, scheduler, loader, train state,
+    history and best epoch, with one method per phase: restore, one epoch, end of epoch (best-epoch tracking,
+    re-initialisation, checkpoint) and finish."""
+
+    def __init__(
+        self, model: TappedModel, method: Method, train: SplitDataset, config: TrainConfig, *,
+        accelerator: Accelerator, seed: int, teacher_cache: TeacherOutputs | None, validate: Validator | None,
+        select: Selection, desc: str, checkpoint: Path | None, progress: Progress,
+    ) -> None:
+        self.method, self.config, self.accelerator, self.seed = method, config, accelerator, seed
+        self.teacher_cache, self.validate, self.select, self.desc = teacher_cache, validate, select, desc
+        self.checkpoint, self.progress = checkpoint, progress
+        set_seed(seed)
+        no_decay = model.no_weight_decay_names() if hasattr(model, "no_weight_decay_names") else ()
+        named = [*model.named_parameters(), *(("method." + n, p) for n, p in method.named_parameters())]
+        optimizer = build_optimizer(named, config, no_decay)
+        self.loader = train_loader(train, config.batch_size, seed, accelerator)
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.accumulate = config.gradient_accumulation_steps
+        # stepped once per optimiser step (not prepared: Accelerate would step it once per process)
+        self.scheduler = build_scheduler(self.optimizer, config, math.ceil(len(self.loader) / self.accumulate))
+        self.trainable = [p for p in [*self.model.parameters(), *method.parameters()] if p.requires_grad]
+        method.to(accelerator.device)
+        self.raw_model: TappedModel = accelerator.unwrap_model(self.model)
+        self.state = TrainState(num_epochs=config.epochs, steps_per_epoch=len(self.loader), model=self.raw_model,
+                                device=accelerator.device)
+        self.history: list[dict[str, Any]] = []
+        self.best = _BestEpoch(select)
+        self.seconds_before = 0.0
+        self.started = time.perf_counter()
+
+    def restore(self) -> int:
+        """Continue from the training checkpoint when there is one; returns the number of epochs already done."""
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return 0
+        saved = load_training_checkpoint(self.checkpoint)
+        self.raw_model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.method.load_state_dict(saved["method"])
+        self.state.step, self.state.select_from_epoch = saved["step"], saved["select_from_epoch"]
+        self.history, self.seconds_before, first_epoch = saved["history"], saved["seconds"], saved["epoch"]
+        self.best.restore(saved["best"])
+        restore_rng(saved["rng"])
+        log.info("%s: resumed after epoch %d from %s", self.desc, first_epoch, self.checkpoint)
+        self.progress.restored(first_epoch)
+        return first_epoch
+
+    def start_clock(self) -> None:
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """Train one epoch (0-based ``epoch``) and validate; returns its history record."""
+        config, method, state, accelerator = self.config, self.method, self.state, self.accelerator
+        model, optimizer, loader, accumulate = self.model, self.optimizer, self.loader, self.accumulate
         state.epoch = epoch
         loader.sampler.set_epoch(epoch)
         method.on_epoch_start(state)
         model.train()
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True,
-                   disable=None if progress.bars and accelerator.is_local_main_process else True)
+        bar = tqdm(loader, desc=f"{self.desc} epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True,
+                   disable=None if self.progress.bars and accelerator.is_local_main_process else True)
         optimizer.zero_grad(set_to_none=True)
         for k, batch in enumerate(bar):
             batch = batch.to(accelerator.device)
@@ -165,17 +229,18 @@ def fit(
             steps_now = k + 1 == window_end
             with contextlib.nullcontext() if steps_now else accelerator.no_sync(model):
                 student_out = model(batch.inputs)
-                teacher_out = teacher_cache.lookup(batch.index, accelerator.device) if teacher_cache is not None \
-                    else None
+                teacher_out = self.teacher_cache.lookup(batch.index, accelerator.device) \
+                    if self.teacher_cache is not None else None
                 loss, _logs = method.batch_loss(batch, student_out, teacher_out, state)
                 if not torch.isfinite(loss):
-                    raise TrainingDivergedError(_divergence_message(desc, method, config, loss.item(), epoch, state))
+                    raise TrainingDivergedError(
+                        _divergence_message(self.desc, method, config, loss.item(), epoch, state))
                 accelerator.backward(loss / window)
             if steps_now:
                 if config.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+                    accelerator.clip_grad_norm_(self.trainable, config.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
+                self.scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             state.step += 1
             total += loss.item() * len(batch)
@@ -183,38 +248,46 @@ def fit(
             bar.set_postfix(loss=f"{total / count:.4f}")
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if config.scheduler != "constant" or config.warmup_epochs > 0:
-            record["lr"] = scheduler.get_last_lr()[0]  # the rate the next epoch starts with
-        with progress.phase(f"{desc} epoch {epoch + 1}/{config.epochs}: validating", announce=False):
-            if validate is not None and accelerator.is_main_process:
-                record.update(validate(raw_model))
+            record["lr"] = self.scheduler.get_last_lr()[0]  # the rate the next epoch starts with
+        with self.progress.phase(f"{self.desc} epoch {epoch + 1}/{config.epochs}: validating", announce=False):
+            if self.validate is not None and accelerator.is_main_process:
+                record.update(self.validate(self.raw_model))
             record.update(method.on_epoch_end(state))
-        history.append(record)
-        log.info("%s epoch %d: %s", desc, epoch + 1, _format_record(record), extra=ON_SCREEN)
-        progress.epoch(desc, epoch + 1, config.epochs, record)
-        if epoch + 1 >= state.select_from_epoch:
-            score = _selection_score(record, select)
-            if best is None or score > best[0]:
-                best = (score, epoch + 1, copy.deepcopy(raw_model.state_dict()))
-        if state.reinitialize_student:
-            reinitialize(raw_model, optimizer, seed + epoch + 1)
-            state.reinitialize_student = False
-            log.info("%s: student re-initialised after epoch %d", desc, epoch + 1)
-        if checkpoint is not None and accelerator.is_main_process:
-            save_training_checkpoint(checkpoint, {
-                "epoch": epoch + 1, "step": state.step, "select_from_epoch": state.select_from_epoch,
-                "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "method": method.state_dict(),
-                "history": history, "seconds": seconds_before + time.perf_counter() - started, "rng": capture_rng(),
-                "best": None if best is None else {"score": best[0], "epoch": best[1], "state": best[2]},
-            })
+        return record
 
-    assert best is not None
-    if select != "last":
-        raw_model.load_state_dict(best[2])
-    best_epoch = best[1] if select != "last" else config.epochs
-    log.info("%s: selected epoch %d by %s", desc, best_epoch, select)
-    model.eval()
-    return FitResult(best_epoch=best_epoch, history=history, seconds=seconds_before + time.perf_counter() - started)
+    def end_epoch(self, epoch: int, record: dict[str, Any]) -> None:
+        """Record the epoch, track the best one, re-initialise the student when the method asked, checkpoint."""
+        self.history.append(record)
+        log.info("%s epoch %d: %s", self.desc, epoch + 1, _format_record(record), extra=ON_SCREEN)
+        self.progress.epoch(self.desc, epoch + 1, self.config.epochs, record)
+        if epoch + 1 >= self.state.select_from_epoch:
+            self.best.offer(record, self.raw_model)
+        if self.state.reinitialize_student:
+            reinitialize(self.raw_model, self.optimizer, self.seed + epoch + 1)
+            self.state.reinitialize_student = False
+            log.info("%s: student re-initialised after epoch %d", self.desc, epoch + 1)
+        if self.checkpoint is not None and self.accelerator.is_main_process:
+            self.save_checkpoint(epoch + 1)
+
+    def save_checkpoint(self, epochs_done: int) -> None:
+        """The complete training state after ``epochs_done`` epochs, written atomically."""
+        save_training_checkpoint(self.checkpoint, {
+            "epoch": epochs_done, "step": self.state.step, "select_from_epoch": self.state.select_from_epoch,
+            "model": self.raw_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "method": self.method.state_dict(),
+            "history": self.history, "seconds": self.seconds(), "rng": capture_rng(),
+            "best": self.best.to_saved(),
+        })
+
+    def finish(self) -> FitResult:
+        """Load the selected epoch's weights (unless ``select: last``) and put the model in eval mode."""
+        assert self.best.seen
+        if self.select != "last":
+            self.raw_model.load_state_dict(self.best.weights)
+        best_epoch = self.best.epoch if self.select != "last" else self.config.epochs
+        log.info("%s: selected epoch %d by %s", self.desc, best_epoch, self.select)
+        self.model.eval()
+        return FitResult(best_epoch=best_epoch, history=self.history, seconds=self.seconds())
 
 
 def _divergence_message(

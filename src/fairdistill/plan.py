@@ -1,0 +1,238 @@
+"""Planning a run without running it: every name resolved against its registry and every option checked
+(:func:`make_plan`), the offline dry run (:func:`dry_run`), and the pieces a run and a dry run share to build
+its models and methods (:func:`build_role_model`, :func:`probe`, :func:`method_context`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import torch
+
+from fairdistill.config import MethodConfig, RunConfig, TrainConfig
+from fairdistill.data import DATASETS, Splits, collate, load_dataset
+from fairdistill.data.core import ensure_encoding
+from fairdistill.distill import LOSSES, MethodContext, TeacherOutputs, build_method, resolve_loss
+from fairdistill.distill.features import pool_tap
+from fairdistill.distill.method import validate_parts
+from fairdistill.errors import ConfigError, FairdistillError
+from fairdistill.models import MODELS, TappedModel, build_model, default_model_spec
+from fairdistill.models.core import check_model_modality
+from fairdistill.output_dirs import check_output_parent
+from fairdistill.registry import Options
+from fairdistill.tracking import check_tracker
+from fairdistill.train.cache import default_cache_dir, usable_cache_dir
+from fairdistill.train.checkpoint import load_model_checkpoint
+
+T = TypeVar("T")
+
+#: Stands for the seed in ``teacher.checkpoint`` (``runs/x/checkpoints/seed{seed}/teacher.pt``).
+SEED_PLACEHOLDER = "{seed}"
+
+
+@dataclass(frozen=True)
+class RolePlan:
+    """The teacher or the student architecture with its training settings."""
+
+    role: str
+    spec: dict[str, Any]
+    train: TrainConfig
+    #: The teacher's checkpoint; ``{seed}`` in it stands for each seed of the run (one teacher per seed).
+    checkpoint: Path | None = None
+
+    def checkpoint_for(self, seed: int) -> Path | None:
+        """The checkpoint file of ``seed`` (``{seed}`` filled in), or None when the model is trained."""
+        return None if self.checkpoint is None else Path(str(self.checkpoint).replace(SEED_PLACEHOLDER, str(seed)))
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    config: MethodConfig
+    loss_kind: str
+    loss_options: Options
+    train: TrainConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated run: every name resolved against its registry, every option checked."""
+
+    config: RunConfig
+    data_options: Options
+    modality: str
+    teacher: RolePlan
+    student: RolePlan
+    methods: list[MethodPlan]
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(LOSSES.get(m.loss_kind).target.requires_teacher for m in self.methods)
+
+    def describe(self) -> str:
+        cfg = self.config
+        data = {k: v for k, v in self.data_options.model_dump().items() if v is not None}
+        teacher_source = f"load {self.teacher.checkpoint}" if self.teacher.checkpoint else (
+            f"train {self.teacher.train.epochs} epochs, lr {self.teacher.train.lr}, batch {self.teacher.train.batch_size}"
+        )
+        lines = [
+            f"run {cfg.name!r}, seed{'s' if len(cfg.seed_list) > 1 else ''} "
+            f"{', '.join(map(str, cfg.seed_list))}, output {Path(cfg.output).resolve()}",
+            f"data: {cfg.data.name} ({self.modality}) {data}",
+            f"teacher: {_spec_text(self.teacher.spec)} — {teacher_source}",
+            f"student: {_spec_text(self.student.spec)}",
+            f"select: {cfg.select}",
+            "methods:",
+        ]
+        for m in self.methods:
+            opts = m.loss_options.model_dump()
+            lines.append(
+                f"  - {m.name}: {m.config.recipe} — loss options {opts or '{}'}; {m.train.epochs} epochs, "
+                f"lr {m.train.lr}, batch {m.train.batch_size}"
+            )
+        return "\n".join(lines)
+
+
+def _spec_text(spec: dict[str, Any]) -> str:
+    extra = {k: v for k, v in spec.items() if k != "name"}
+    return f"{spec['name']} {extra}" if extra else spec["name"]
+
+
+def make_plan(config: RunConfig) -> Plan:
+    """Resolve and validate every registered name and option of a config, without loading data."""
+    check_tracker(config.log_with)
+    entry = DATASETS.get(config.data.name, where="data.name")
+    data_options = DATASETS.options(config.data.name, config.data.options(), where="data")
+    modality = entry.meta.get("modality", "tabular")
+    roles = {}
+    for role in ("teacher", "student"):
+        role_config = getattr(config, role)
+        spec = role_config.model.model_dump() if role_config.model is not None else default_model_spec(modality, role)
+        spec = {"name": spec.pop("name"), **spec}
+        MODELS.options(spec["name"], {k: v for k, v in spec.items() if k != "name"}, where=f"{role}.model")
+        check_model_modality(spec["name"], modality, where=f"{role}.model", dataset=config.data.name)
+        checkpoint = None
+        if role_config.checkpoint is not None:
+            if role == "student":
+                raise ConfigError("student.checkpoint: students are always trained; remove this field")
+            checkpoint = Path(role_config.checkpoint).expanduser().resolve()
+        roles[role] = RolePlan(role, spec, role_config.train, checkpoint)
+        for seed in config.seed_list if checkpoint is not None else ():
+            if not roles[role].checkpoint_for(seed).is_file():
+                raise ConfigError(f"teacher.checkpoint: file not found: {roles[role].checkpoint_for(seed)}")
+    methods = []
+    for i, method in enumerate(config.methods):
+        where = f"methods.{i}({method.name})"
+        validate_parts(method, where)
+        kind, options = resolve_loss(method, where)
+        methods.append(MethodPlan(method, kind, options, method.train or config.student.train))
+    return Plan(config, data_options, modality, roles["teacher"], roles["student"], methods)
+
+
+def load_plan_data(plan: Plan) -> Splits:
+    return load_dataset(plan.config.data.name, plan.config.data.options())
+
+
+def build_role_model(plan: Plan, role: str, splits: Splits) -> TappedModel:
+    """The teacher's or the student's model, with the encoding it reads added to every split (a tokenising
+    model tokenises the raw texts once, caching them under the run's cache folder)."""
+    spec = (plan.teacher if role == "teacher" else plan.student).spec
+    model = build_model(spec, splits.info, where=f"{role}.model")
+    if hasattr(model, "token_cache_dir") and plan.config.cache_dir:
+        model.token_cache_dir = run_cache_dir(plan.config) / "tokens"
+    ensure_encoding(model, splits)
+    return model
+
+
+def dry_run(config: RunConfig) -> str:
+    """Validate everything that can be checked offline (data files, models, taps, methods); return the plan.
+
+    Parts fetched from the Hugging Face hub (``hub: true`` on the data or a model) are tried; when the hub
+    cannot be reached, what depends on them is listed as checkable only with the hub instead of failing.
+    """
+    plan = make_plan(config)
+    check_output_parent(Path(config.output))
+    if plan.needs_teacher:
+        usable_cache_dir(run_cache_dir(config))  # warns now, not after the teacher trained, when it cannot be used
+    hub_only: list[str] = []
+    lines = [plan.describe()]
+    splits = _hub_tolerant(lambda: load_plan_data(plan), bool(getattr(plan.data_options, "hub", False)),
+                           f"data ({config.data.name})", hub_only)
+    if splits is not None:
+        counts = ", ".join(f"{name} {len(split):,}" for name, split in splits.items())
+        lines.append(f"data loaded: {counts} examples; {splits.info.num_classes} classes, "
+                     f"{splits.info.num_groups} groups")
+        models = {role: _hub_tolerant(lambda role=role: build_role_model(plan, role, splits),
+                                      bool((plan.teacher if role == "teacher" else plan.student).spec.get("hub")),
+                                      f"{role}.model", hub_only) for role in ("teacher", "student")}
+        teacher, student = models["teacher"], models["student"]
+        for seed in config.seed_list if teacher is not None and plan.teacher.checkpoint is not None else ():
+            load_model_checkpoint(plan.teacher.checkpoint_for(seed), teacher, splits.info.num_classes)
+        if student is None or teacher is None:
+            hub_only.append("methods (their taps and widths are read from the models)")
+        else:
+            for i, method in enumerate(plan.methods):
+                context = method_context(plan, splits, student, teacher_embedding_dim=probe(teacher, splits.train)[0],
+                                         epochs=method.train.epochs)
+                build_method(method.config, context, where=f"methods.{i}({method.name})")
+    else:
+        hub_only.append("models and methods (they need the data's classes and inputs)")
+    if hub_only:
+        lines.append("checkable only with access to the Hugging Face hub:")
+        lines += [f"  - {item}" for item in hub_only]
+        lines.append("config OK as far as it can be checked offline (dry run: nothing trained)")
+    else:
+        lines.append("config OK (dry run: nothing trained)")
+    return "\n".join(lines)
+
+
+def _hub_tolerant(load: Callable[[], T], uses_hub: bool, what: str, hub_only: list[str]) -> T | None:
+    """``load()``; when it reads from the hub and fails, note why in ``hub_only`` and return None."""
+    try:
+        return load()
+    except FairdistillError as exc:
+        if not uses_hub:
+            raise
+        hub_only.append(f"{what}: {str(exc).splitlines()[0][:300]}")
+        return None
+
+
+@torch.no_grad()
+def probe(model: TappedModel, split) -> tuple[int | None, dict[str, int]]:
+    """Width of a model's embedding and of each pooled tap, read from one forward pass on one example."""
+    was_training = model.training
+    model.eval()
+    out = model(collate([split[0]]).inputs)
+    model.train(was_training)
+    embedding = None if out.embedding is None else int(out.embedding.shape[1])
+    return embedding, {name: int(pool_tap(t).shape[1]) for name, t in out.taps.items()}
+
+
+def method_context(
+    plan: Plan,
+    splits: Splits,
+    student: TappedModel,
+    *,
+    teacher_embedding_dim: int | None,
+    epochs: int,
+    teacher_train: TeacherOutputs | None = None,
+    teacher_val: TeacherOutputs | None = None,
+    seed: int | None = None,
+) -> MethodContext:
+    """What a method's components may read when they are built for one student (``seed``: default the run's)."""
+    student_embedding_dim, tap_dims = probe(student, splits.train)
+    return MethodContext(
+        info=splits.info, train=splits.train, val=splits.val, teacher_train=teacher_train, teacher_val=teacher_val,
+        num_epochs=epochs, seed=plan.config.seed if seed is None else seed, student_embedding_dim=student_embedding_dim,
+        teacher_embedding_dim=teacher_embedding_dim, student_taps=tuple(student.tap_names),
+        student_model=plan.student.spec["name"], student_tap_dims=tap_dims,
+    )
+
+
+def run_cache_dir(config: RunConfig) -> Path:
+    """The teacher-output and token cache of a run: ``cache_dir`` of the config, or the default one."""
+    return Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
