@@ -267,14 +267,19 @@ class Results:
         readouts). ``seed``: which seed's predictions, in a run with several (default: the first)."""
         from fairdistill.report.rundir import predictions_dir, read_predictions
 
+        seeds, seed = self.seeds, self._checked(model, seed)
+        path = predictions_dir(self.run_dir, seed, len(seeds) > 1) / f"{model}-{split}.parquet"
+        return read_predictions(path, self.metrics["dataset"])
+
+    def _checked(self, model: str, seed: int | None) -> int:
+        """``seed`` (default: the run's first) after checking the run has ``model`` and that seed."""
         if model not in self.metrics["models"]:
             raise FairdistillError(f"{self.run_dir}: no model {model!r}; its models: {', '.join(self.models)}")
         seeds = self.seeds
-        seed = seeds[0] if seed is None else seed
-        if seed not in seeds:
-            raise FairdistillError(f"{self.run_dir}: no seed {seed}; its seeds: {', '.join(map(str, seeds))}")
-        path = predictions_dir(self.run_dir, seed, len(seeds) > 1) / f"{model}-{split}.parquet"
-        return read_predictions(path, self.metrics["dataset"])
+        chosen = seeds[0] if seed is None else seed
+        if chosen not in seeds:
+            raise FairdistillError(f"{self.run_dir}: no seed {chosen}; its seeds: {', '.join(map(str, seeds))}")
+        return chosen
 
     def load_data(self) -> Splits:
         """The run's dataset, loaded again from its config (same options, so the same splits)."""
@@ -290,12 +295,7 @@ class Results:
         from fairdistill.report.rundir import checkpoints_dir
         from fairdistill.train.checkpoint import load_model_checkpoint
 
-        if model not in self.metrics["models"]:
-            raise FairdistillError(f"{self.run_dir}: no model {model!r}; its models: {', '.join(self.models)}")
-        seeds = self.seeds
-        seed = seeds[0] if seed is None else seed
-        if seed not in seeds:
-            raise FairdistillError(f"{self.run_dir}: no seed {seed}; its seeds: {', '.join(map(str, seeds))}")
+        seeds, seed = self.seeds, self._checked(model, seed)
         splits = self.load_data() if data is None else data
         spec = self.metrics["models"][model].get("model")
         if spec is None:  # metrics.json written without the spec: the one the config resolves to
