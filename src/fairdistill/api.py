@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import fairdistill
 from fairdistill.config import RunConfig, parse_config
 from fairdistill.config import load_config as _load_config
 from fairdistill.data.core import collate
@@ -54,22 +55,8 @@ if TYPE_CHECKING:  # only for annotations; the rest is imported by the functions
     from fairdistill.models.core import ModelOutput
     from fairdistill.progress import Progress
 
-__all__ = [
-    "Objective",
-    "Results",
-    "TappedModel",
-    "collate",
-    "dry_run",
-    "evaluate_model",
-    "load_config",
-    "load_data",
-    "load_results",
-    "make_config",
-    "make_method",
-    "resume",
-    "run",
-    "teacher_outputs",
-]
+#: The API's names: those the package exposes (fairdistill/__init__.py lists them, importing nothing).
+__all__ = [name for name in fairdistill.__all__ if name != "__version__"]
 
 #: The metrics (keys of metrics.json) that :meth:`Results.table` shows by default, in the report's order.
 TABLE_METRICS: tuple[str, ...] = (
@@ -186,7 +173,7 @@ def dry_run(config: RunConfig | Mapping[str, Any] | str | Path | None = None) ->
 def load_results(run_dir: str | Path) -> Results:
     """The :class:`Results` of an existing run directory (its metrics.json checked as ``fairdistill report``
     checks it)."""
-    from fairdistill.report.rundir import read_metrics
+    from fairdistill.rundir import read_metrics
 
     run_dir = Path(run_dir).expanduser().resolve()
     return Results(run_dir, read_metrics(run_dir))
@@ -215,7 +202,7 @@ class Results:
 
     @property
     def seeds(self) -> list[int]:
-        from fairdistill.report.rundir import run_seeds
+        from fairdistill.rundir import run_seeds
 
         return run_seeds(self.metrics)
 
@@ -265,7 +252,7 @@ class Results:
         """The per-example predictions of ``model`` on ``split``: ``index`` (position in the split), ``y``,
         ``attr``, ``group``, ``pred``, ``prob_0`` … ``prob_<C-1>`` (and ``readout_<tap>_prob_<c>`` for early
         readouts). ``seed``: which seed's predictions, in a run with several (default: the first)."""
-        from fairdistill.report.rundir import predictions_dir, read_predictions
+        from fairdistill.rundir import predictions_dir, read_predictions
 
         seeds, seed = self.seeds, self._checked(model, seed)
         path = predictions_dir(self.run_dir, seed, len(seeds) > 1) / f"{model}-{split}.parquet"
@@ -292,7 +279,7 @@ class Results:
         mode on the CPU. ``data``: the run's splits (:meth:`load_data`, loaded here when not given)."""
         from fairdistill.data.core import ensure_encoding
         from fairdistill.models import build_model
-        from fairdistill.report.rundir import checkpoints_dir
+        from fairdistill.rundir import checkpoints_dir
         from fairdistill.train.checkpoint import load_model_checkpoint
 
         seeds, seed = self.seeds, self._checked(model, seed)

@@ -163,7 +163,7 @@ def compare(
     """
     from fairdistill.errors import ConfigError
     from fairdistill.report.compare import config_differences, paired_intervals
-    from fairdistill.report.rundir import read_metrics
+    from fairdistill.rundir import read_metrics
     from fairdistill.report.tables import compare_table, dataset_differences, to_rich
 
     if split not in ("test", "val"):

@@ -25,7 +25,7 @@ from fairdistill.report.aggregate import combine_seeds
 from fairdistill.report.changes import comparison_pairs, pair_changes
 from fairdistill.report.html import table_html
 from fairdistill.report.plots import pareto_front, tradeoff_png
-from fairdistill.report.rundir import read_metrics
+from fairdistill.rundir import read_metrics
 from fairdistill.report.tables import ComparisonTable, compare_table, comparison_table, to_markdown
 from fairdistill.sweep import GridAxis, grid_points, headline, parse_grid, point_label, run_sweep, split_values, sweep_table
 
@@ -382,7 +382,7 @@ def test_markdown_escapes_html_and_pipes_in_names(tmp_path: Path) -> None:
     from fairdistill.report.changes import GroupChange, PairChanges
     from fairdistill.report.html import render_html
     from fairdistill.report.markdown import render_markdown
-    from fairdistill.report.rundir import check_metrics
+    from fairdistill.rundir import check_metrics
 
     metrics = check_metrics(_hostile_document(), tmp_path / "metrics.json")
     groups = metrics["dataset"]["group_names"]

@@ -18,7 +18,7 @@ from fairdistill.evaluate.metrics import ATTRIBUTE_GAPS, compute_metrics
 from fairdistill.report.aggregate import combine_seeds
 from fairdistill.report.html import render_html
 from fairdistill.report.markdown import render_markdown
-from fairdistill.report.rundir import check_metrics
+from fairdistill.rundir import check_metrics
 from fairdistill.report.tables import comparison_table
 
 CLASSES, ATTRS = ("neg", "pos"), ("red", "green")
