@@ -2,12 +2,13 @@
 #   make demo  — create .venv, install, run the embedded default (colored-mnist) and print where the report is
 #   make test  — the same set-up if needed, then the whole test suite but the browser test
 #   make test-browser — the report rendered in headless Chromium (installs Debian's chromium when missing)
+#   make lint  — ruff (lint and format check) and mypy, configured in pyproject.toml; must report nothing
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-browser setup clean
+.PHONY: demo test test-browser lint setup clean
 
 setup: $(STAMP)
 
@@ -28,6 +29,11 @@ test: $(STAMP)
 test-browser: $(STAMP)
 	bash .ci/ensure-chromium.sh
 	$(BIN)/python -m pytest -q -m browser
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache build dist

@@ -37,14 +37,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).resolve().parent / "results" / "amplification.json")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "amplification.json")
     args = parser.parse_args()
     result = {"resamples": args.resamples, "classes": 10, "attrs": 2, "sizes": {}}
     for n in args.sizes:
         times = seconds_for(n, args.resamples, args.repeats)
-        result["sizes"][str(n)] = {"seconds_median": round(statistics.median(times), 4),
-                                   "seconds": [round(t, 4) for t in times]}
+        result["sizes"][str(n)] = {
+            "seconds_median": round(statistics.median(times), 4),
+            "seconds": [round(t, 4) for t in times],
+        }
         print(f"n={n}: {statistics.median(times):.3f} s for {args.resamples} resamples", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

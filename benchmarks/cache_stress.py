@@ -42,6 +42,7 @@ def load_cache_module(path: Path | None) -> ModuleType:
     """fairdistill's teacher cache module, or the copy of it at ``path``."""
     if path is None:
         from fairdistill.train import cache
+
         return cache
     spec = importlib.util.spec_from_file_location("cache_under_test", path)
     assert spec is not None and spec.loader is not None
@@ -53,8 +54,13 @@ def load_cache_module(path: Path | None) -> ModuleType:
 def expected_outputs(keys: int) -> Outputs:
     """Distinct small logits and embeddings for each entry name."""
     rng = np.random.default_rng(0)
-    return {f"entry{k:02d}": (rng.normal(size=(ROWS, CLASSES)).astype(np.float32),
-                              rng.normal(size=(ROWS, DIM)).astype(np.float32)) for k in range(keys)}
+    return {
+        f"entry{k:02d}": (
+            rng.normal(size=(ROWS, CLASSES)).astype(np.float32),
+            rng.normal(size=(ROWS, DIM)).astype(np.float32),
+        )
+        for k in range(keys)
+    }
 
 
 def holds_valid_entry(folder: Path, outputs: Outputs) -> bool:
@@ -64,16 +70,25 @@ def holds_valid_entry(folder: Path, outputs: Outputs) -> bool:
         logits, embedding = np.load(folder / "logits.npy"), np.load(folder / "embedding.npy")
     except (OSError, ValueError):
         return False
-    return isinstance(meta, dict) and meta.get("n") == ROWS and any(
-        np.array_equal(logits, want_logits) and np.array_equal(embedding, want_embedding)
-        for want_logits, want_embedding in outputs.values())
+    return (
+        isinstance(meta, dict)
+        and meta.get("n") == ROWS
+        and any(
+            np.array_equal(logits, want_logits) and np.array_equal(embedding, want_embedding)
+            for want_logits, want_embedding in outputs.values()
+        )
+    )
 
 
 def equals_expected(stored: Any, name: str, outputs: Outputs) -> bool:
     """Whether a returned ``TeacherOutputs`` holds the expected outputs of entry ``name``."""
     logits, embedding = outputs[name]
-    return (stored is not None and np.array_equal(np.asarray(stored.logits), logits)
-            and stored.embedding is not None and np.array_equal(np.asarray(stored.embedding), embedding))
+    return (
+        stored is not None
+        and np.array_equal(np.asarray(stored.logits), logits)
+        and stored.embedding is not None
+        and np.array_equal(np.asarray(stored.embedding), embedding)
+    )
 
 
 class DeletionWatch:
@@ -118,8 +133,15 @@ def _writer(module: ModuleType, teacher_dir: Path, writes: int, outputs: Outputs
             errors.append(f"{type(exc).__name__}: {exc}")
             continue
         wrong += stored is not None and not equals_expected(stored, name, outputs)  # the old code returns None
-    reports.put({"lost": lost, "wrong": wrong, "errors": errors[:5], "valid_deleted": watch.valid_deleted,
-                 "damaged_deleted": watch.damaged_deleted})
+    reports.put(
+        {
+            "lost": lost,
+            "wrong": wrong,
+            "errors": errors[:5],
+            "valid_deleted": watch.valid_deleted,
+            "damaged_deleted": watch.damaged_deleted,
+        }
+    )
 
 
 def _reader(module: ModuleType, teacher_dir: Path, outputs: Outputs, go: Any, done: Any, reports: Any) -> None:
@@ -141,8 +163,15 @@ def _reader(module: ModuleType, teacher_dir: Path, outputs: Outputs, go: Any, do
                 not_valid_after_valid += 1
         if last:
             break
-    reports.put({"reads": reads, "not_valid_after_valid": not_valid_after_valid, "errors": errors,
-                 "valid_deleted": watch.valid_deleted, "damaged_deleted": watch.damaged_deleted})
+    reports.put(
+        {
+            "reads": reads,
+            "not_valid_after_valid": not_valid_after_valid,
+            "errors": errors,
+            "valid_deleted": watch.valid_deleted,
+            "damaged_deleted": watch.damaged_deleted,
+        }
+    )
 
 
 def _seed_damage(teacher_dir: Path, outputs: Outputs) -> None:
@@ -152,16 +181,18 @@ def _seed_damage(teacher_dir: Path, outputs: Outputs) -> None:
         (teacher_dir / name / "meta.json").write_text("{not json")
 
 
-def stress(cache_dir: Path, writers: int = 2, writes: int = 200, keys: int = 3,
-           module_path: Path | None = None) -> dict[str, Any]:
+def stress(
+    cache_dir: Path, writers: int = 2, writes: int = 200, keys: int = 3, module_path: Path | None = None
+) -> dict[str, Any]:
     """Race ``writers`` processes of ``writes`` writes each and one reader on ``keys`` entries; the figures."""
     module, outputs = load_cache_module(module_path), expected_outputs(keys)
     teacher_dir = Path(cache_dir) / "teacher"
     _seed_damage(teacher_dir, outputs)
     ctx = multiprocessing.get_context("fork")
     go, done, reports = ctx.Event(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(module, teacher_dir, writes, outputs, go, reports))
-             for _ in range(writers)]
+    procs = [
+        ctx.Process(target=_writer, args=(module, teacher_dir, writes, outputs, go, reports)) for _ in range(writers)
+    ]
     reader = ctx.Process(target=_reader, args=(module, teacher_dir, outputs, go, done, reports))
     for proc in [*procs, reader]:
         proc.start()
@@ -178,13 +209,16 @@ def stress(cache_dir: Path, writers: int = 2, writes: int = 200, keys: int = 3,
             if proc.is_alive():
                 proc.kill()
     return {
-        "writers": writers, "writes_per_writer": writes, "keys": keys,
+        "writers": writers,
+        "writes_per_writer": writes,
+        "keys": keys,
         "lost_writes": sum(w["lost"] for w in written),
         "valid_entries_deleted": sum(w["valid_deleted"] for w in written) + read["valid_deleted"],
         "valid_entries_deleted_by_reader": read["valid_deleted"],
         "damaged_entries_deleted": sum(w["damaged_deleted"] for w in written) + read["damaged_deleted"],
         "wrong_outputs_returned": sum(w["wrong"] for w in written),
-        "reads": read["reads"], "reads_not_valid_after_valid": read["not_valid_after_valid"],
+        "reads": read["reads"],
+        "reads_not_valid_after_valid": read["not_valid_after_valid"],
         "reader_errors": read["errors"],
         "final_entries_valid": sum(holds_valid_entry(teacher_dir / name, outputs) for name in outputs),
         "leftovers": sorted(p.name for p in teacher_dir.iterdir() if p.name.startswith(".")),

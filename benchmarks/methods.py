@@ -23,8 +23,11 @@ KEYS = ("accuracy", "worst_group_accuracy", "recall_disparity_mad", "eo_differen
 
 
 def summarise(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+    }
 
 
 def main() -> None:

@@ -32,8 +32,8 @@ import torch  # noqa: E402
 from fairdistill.config import MethodConfig, TrainConfig  # noqa: E402
 from fairdistill.data.core import (  # noqa: E402
     DatasetInfo,
-    Splits,
     SplitDataset,
+    Splits,
     collate,
     ensure_encoding,
     label_attr_group_index,
@@ -46,13 +46,14 @@ from fairdistill.train.engine import fit, make_accelerator  # noqa: E402
 
 CLASSES = ("entailment", "neutral", "contradiction")
 ATTRS = ("no negation", "negation")
-INFO = DatasetInfo("generated-nli", 3, CLASSES, ATTRS, label_attr_groups(CLASSES, ATTRS), "text",
-                   attr_label="negation")
+INFO = DatasetInfo("generated-nli", 3, CLASSES, ATTRS, label_attr_groups(CLASSES, ATTRS), "text", attr_label="negation")
 METHODS: dict[str, dict[str, Any]] = {
     "erm": {"loss": {"kind": "erm"}},
     "kd": {"loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}},
-    "dedier": {"loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
-               "weighting": {"kind": "early-readout", "tap": "layer:1", "score": "margin"}},
+    "dedier": {
+        "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
+        "weighting": {"kind": "early-readout", "tap": "layer:1", "score": "margin"},
+    },
 }
 
 
@@ -75,13 +76,18 @@ def generated_split(n: int, seed: int, name: str) -> SplitDataset:
         labels.append(label)
         negations.append(int(negated))
     y, attr = torch.tensor(labels), torch.tensor(negations)
-    return SplitDataset({}, y, attr, label_attr_group_index(y, attr, 2), name=name,
-                        texts={"text": premises, "text_pair": hypotheses})
+    return SplitDataset(
+        {}, y, attr, label_attr_group_index(y, attr, 2), name=name, texts={"text": premises, "text_pair": hypotheses}
+    )
 
 
 def bench_student(label: str, student_spec: dict[str, Any], n: int, repeats: int, seed: int) -> dict[str, Any]:
-    splits = Splits(generated_split(n, seed, "train"), generated_split(64, seed + 1, "val"),
-                    generated_split(64, seed + 2, "test"), INFO)
+    splits = Splits(
+        generated_split(n, seed, "train"),
+        generated_split(64, seed + 1, "val"),
+        generated_split(64, seed + 2, "test"),
+        INFO,
+    )
     accelerator = make_accelerator("cpu")
     torch.manual_seed(seed)
     teacher = build_model(default_model_spec("text", "teacher"), INFO, where="teacher.model")
@@ -98,18 +104,35 @@ def bench_student(label: str, student_spec: dict[str, Any], n: int, repeats: int
             with torch.no_grad():
                 probe = student(collate([splits.train[0]]).inputs)
             context = MethodContext(
-                info=INFO, train=splits.train, val=splits.val, teacher_train=cache, teacher_val=teacher_val,
-                num_epochs=1, seed=seed, student_taps=tuple(student.tap_names),
+                info=INFO,
+                train=splits.train,
+                val=splits.val,
+                teacher_train=cache,
+                teacher_val=teacher_val,
+                num_epochs=1,
+                seed=seed,
+                student_taps=tuple(student.tap_names),
                 student_tap_dims={t: int(v.flatten(1).shape[1]) for t, v in probe.taps.items()},
                 student_embedding_dim=int(probe.embedding.shape[1]),
                 teacher_embedding_dim=None if cache.embedding is None else int(cache.embedding.shape[1]),
             )
             method = build_method(MethodConfig(name=name, **entry), context, where=name)
-            result = fit(student, method, splits.train, config, accelerator=accelerator, seed=seed,
-                         teacher_cache=cache if method.requires_teacher else None, desc=name)
+            result = fit(
+                student,
+                method,
+                splits.train,
+                config,
+                accelerator=accelerator,
+                seed=seed,
+                teacher_cache=cache if method.requires_teacher else None,
+                desc=name,
+            )
             seconds[name].append(result.seconds)
-            print(f"{label} repeat {repeat + 1}/{repeats} {name}: {n / result.seconds:.1f} examples/s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{label} repeat {repeat + 1}/{repeats} {name}: {n / result.seconds:.1f} examples/s",
+                file=sys.stderr,
+                flush=True,
+            )
     median = {name: statistics.median(values) for name, values in seconds.items()}
     return {
         "student": student_spec,
@@ -133,22 +156,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--students", nargs="+", default=["tiny", "minilm"], choices=["tiny", "minilm"])
-    parser.add_argument("--output", type=Path,
-                        default=Path(__file__).resolve().parent / "results" / "text_throughput.json")
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).resolve().parent / "results" / "text_throughput.json"
+    )
     args = parser.parse_args(argv)
     specs = {"tiny": lambda: default_model_spec("text", "student"), "minilm": minilm_spec}
     result = {
         "benchmark": "text student training throughput on the CPU: fine-tuning vs distillation vs early readout",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "device": "cpu"},
-        "students": {name: bench_student(name, specs[name](), args.examples, args.repeats, args.seed)
-                     for name in args.students},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": "cpu",
+        },
+        "students": {
+            name: bench_student(name, specs[name](), args.examples, args.repeats, args.seed) for name in args.students
+        },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({s: {m: (v["examples_per_second"], v["time_relative_to_erm"]) for m, v in r["methods"].items()}
-                      for s, r in result["students"].items()}, indent=2))
+    print(
+        json.dumps(
+            {
+                s: {m: (v["examples_per_second"], v["time_relative_to_erm"]) for m, v in r["methods"].items()}
+                for s, r in result["students"].items()
+            },
+            indent=2,
+        )
+    )
     print(f"written: {args.output}", file=sys.stderr)
 
 

@@ -20,17 +20,25 @@ pd.set_option("display.width", 200)
 pd.set_option("display.max_columns", 20)
 
 # ------------------------------------------------------------------------------ 1. a run, configured in code
-config = fd.make_config({
-    "name": "notebook",
-    "data": {"name": "colored-mnist", "max_examples": 300},
-    "teacher": {"model": {"name": "cnn", "width": 8, "blocks": 2}, "train": {"epochs": 3, "batch_size": 25, "lr": 0.01}},
-    "student": {"model": {"name": "cnn", "width": 4, "blocks": 2}, "train": {"epochs": 2, "batch_size": 25, "lr": 0.01}},
-    "methods": [
-        {"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}},
-        {"name": "groupdro", "loss": {"kind": "kd"}, "weighting": {"kind": "groupdro", "eta": 0.01}},
-    ],
-    "output": output,
-})
+config = fd.make_config(
+    {
+        "name": "notebook",
+        "data": {"name": "colored-mnist", "max_examples": 300},
+        "teacher": {
+            "model": {"name": "cnn", "width": 8, "blocks": 2},
+            "train": {"epochs": 3, "batch_size": 25, "lr": 0.01},
+        },
+        "student": {
+            "model": {"name": "cnn", "width": 4, "blocks": 2},
+            "train": {"epochs": 2, "batch_size": 25, "lr": 0.01},
+        },
+        "methods": [
+            {"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}},
+            {"name": "groupdro", "loss": {"kind": "kd"}, "weighting": {"kind": "groupdro", "eta": 0.01}},
+        ],
+        "output": output,
+    }
+)
 # (or: config = fd.load_config("default", overrides={"data.max_examples": 300}) for a file or packaged config)
 results = fd.run(config, progress="quiet")
 print(results)
@@ -67,9 +75,15 @@ student = fd.TappedModel(MyNet(splits.info.num_classes), taps={"conv1": "conv1",
 
 epochs = 2  # epoch 1 trains with w = 1; the readout fit after it sets the weights of epoch 2
 objective = fd.make_method(
-    {"name": "dedier", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
-     "weighting": {"kind": "early-readout", "tap": "conv1", "beta": 3.0, "alpha": 0.2}},
-    splits, student, teacher=teacher, epochs=epochs,
+    {
+        "name": "dedier",
+        "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
+        "weighting": {"kind": "early-readout", "tap": "conv1", "beta": 3.0, "alpha": 0.2},
+    },
+    splits,
+    student,
+    teacher=teacher,
+    epochs=epochs,
 )
 optimizer = torch.optim.Adam([*student.parameters(), *objective.parameters()], lr=1e-2)
 loader = DataLoader(splits.train, batch_size=50, shuffle=True, collate_fn=fd.collate)
@@ -84,10 +98,14 @@ for epoch in range(epochs):
         loss.backward()
         optimizer.step()
     stats = objective.history[-1]  # this epoch's weight statistics (and the readout's accuracy), as in a run
-    print(f"epoch {epoch + 1}: last batch loss {loss.item():.4f}, mean weight {stats['weight_mean']:.2f}, "
-          f"up-weighted {stats['weight_share_upweighted']:.0%}")
+    print(
+        f"epoch {epoch + 1}: last batch loss {loss.item():.4f}, mean weight {stats['weight_mean']:.2f}, "
+        f"up-weighted {stats['weight_share_upweighted']:.0%}"
+    )
 
 student.eval()
 mine = fd.evaluate_model(student, splits, "test")
-print(f"my student (test): accuracy {mine['accuracy']:.3f}, worst-group {mine['worst_group_accuracy']:.3f}, "
-      f"MAD {mine['recall_disparity_mad']:.3f}")
+print(
+    f"my student (test): accuracy {mine['accuracy']:.3f}, worst-group {mine['worst_group_accuracy']:.3f}, "
+    f"MAD {mine['recall_disparity_mad']:.3f}"
+)

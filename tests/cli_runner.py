@@ -41,8 +41,9 @@ def tiny_config(path: Path, base: dict[str, Any] | None = None, **changes: Any) 
     return path
 
 
-def expect_user_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str],
-                      *messages: str) -> str:
+def expect_user_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], *messages: str
+) -> str:
     """Run the CLI and check it failed as a user error: exit 2, no traceback, every message on stderr (compared
     with whitespace collapsed, so wrapped lines match). Returns the collapsed stderr."""
     code = run_cli(monkeypatch, *args)

@@ -32,7 +32,6 @@ Every name here is also an attribute of the ``fairdistill`` package (imported on
 from __future__ import annotations
 
 import json
-import types
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +59,14 @@ __all__ = [name for name in fairdistill.__all__ if name != "__version__"]
 
 #: The metrics (keys of metrics.json) that :meth:`Results.table` shows by default, in the report's order.
 TABLE_METRICS: tuple[str, ...] = (
-    "accuracy", "worst_group_accuracy", "balanced_accuracy", "macro_f1", "recall_disparity_mad", "eo_difference",
-    "dp_difference", "ece",
+    "accuracy",
+    "worst_group_accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "recall_disparity_mad",
+    "eo_difference",
+    "dp_difference",
+    "ece",
 )
 
 
@@ -233,12 +238,17 @@ class Results:
         rows = []
         for name, model in self.metrics["models"].items():
             if split not in model["splits"]:
-                raise FairdistillError(f"{self.run_dir}: model {name} has no {split!r} split; "
-                                       f"its splits: {', '.join(model['splits'])}")
+                raise FairdistillError(
+                    f"{self.run_dir}: model {name} has no {split!r} split; its splits: {', '.join(model['splits'])}"
+                )
             means = model["splits"][split]
             stds = model.get("splits_std", {}).get(split, {})
-            row: dict[str, Any] = {"model": name, "role": model["role"], "method": model["method"],
-                                   "params": model["params"]}
+            row: dict[str, Any] = {
+                "model": name,
+                "role": model["role"],
+                "method": model["method"],
+                "params": model["params"],
+            }
             if several:
                 row["seeds"] = len(self.seeds)
             for key in metrics:
@@ -292,8 +302,9 @@ class Results:
             spec = (plan.teacher if self.metrics["models"][model]["role"] == "teacher" else plan.student).spec
         built = build_model(spec, splits.info, where=f"{model}.model")
         ensure_encoding(built, splits)
-        load_model_checkpoint(checkpoints_dir(self.run_dir, seed, len(seeds) > 1) / f"{model}.pt", built,
-                              splits.info.num_classes)
+        load_model_checkpoint(
+            checkpoints_dir(self.run_dir, seed, len(seeds) > 1) / f"{model}.pt", built, splits.info.num_classes
+        )
         return built.eval()
 
     def __repr__(self) -> str:
@@ -330,7 +341,11 @@ def teacher_outputs(
 
 
 def evaluate_model(
-    model: TappedModel, data: Splits, split: str = "test", *, batch_size: int = 512,
+    model: TappedModel,
+    data: Splits,
+    split: str = "test",
+    *,
+    batch_size: int = 512,
     device: torch.device | str | None = None,
 ) -> dict[str, Any]:
     """A model's metrics on one split of ``data``, as a run computes them (the dict of
@@ -387,22 +402,35 @@ def make_method(
         except (TypeError, ValueError):
             raise ConfigError(f"method: expected a mapping such as {{'name': 'kd'}}, got {method!r}") from None
     device = _device_of(student) if device is None else device
-    teacher_train = teacher
-    if teacher is not None and not isinstance(teacher, TeacherOutputs):
+    teacher_train: TeacherOutputs | None
+    if teacher is None or isinstance(teacher, TeacherOutputs):
+        teacher_train = teacher
+    else:
         teacher_train = teacher_outputs(teacher, data.train)
         teacher_val = teacher_outputs(teacher, data.val) if teacher_val is None else teacher_val
     embedding_dim, tap_dims = _probe(student, data.train, device)
     context = MethodContext(
-        info=data.info, train=data.train, val=data.val, teacher_train=teacher_train, teacher_val=teacher_val,
-        num_epochs=epochs, seed=seed, student_embedding_dim=embedding_dim,
-        teacher_embedding_dim=None if teacher_train is None or teacher_train.embedding is None
+        info=data.info,
+        train=data.train,
+        val=data.val,
+        teacher_train=teacher_train,
+        teacher_val=teacher_val,
+        num_epochs=epochs,
+        seed=seed,
+        student_embedding_dim=embedding_dim,
+        teacher_embedding_dim=None
+        if teacher_train is None or teacher_train.embedding is None
         else int(teacher_train.embedding.shape[1]),
-        student_taps=tuple(student.tap_names), student_model=type(student.module).__name__, student_tap_dims=tap_dims,
+        student_taps=tuple(student.tap_names),
+        student_model=type(student.module).__name__,
+        student_tap_dims=tap_dims,
     )
     built = build_method(config, context, where=f"method({config.name})")
     if built.requires_teacher and teacher_train is None:
-        raise ConfigError(f"method({config.name}): loss {config.loss_kind!r} distils a teacher; pass teacher= "
-                          "(a trained TappedModel, or teacher_outputs(teacher, splits.train))")
+        raise ConfigError(
+            f"method({config.name}): loss {config.loss_kind!r} distils a teacher; pass teacher= "
+            "(a trained TappedModel, or teacher_outputs(teacher, splits.train))"
+        )
     return Objective(built, student, teacher_train if built.requires_teacher else None, epochs, device, seed)
 
 
@@ -439,8 +467,15 @@ class Objective:
     temperature). Checkpoint selection by validation score is the run's and not done here.
     """
 
-    def __init__(self, method: Method, student: TappedModel, teacher: TeacherOutputs | None, epochs: int,
-                 device: torch.device | str, seed: int = 0) -> None:
+    def __init__(
+        self,
+        method: Method,
+        student: TappedModel,
+        teacher: TeacherOutputs | None,
+        epochs: int,
+        device: torch.device | str,
+        seed: int = 0,
+    ) -> None:
         from fairdistill.distill.core import TrainState
 
         self.method = method.to(device)
@@ -512,7 +547,7 @@ class Objective:
         if self.state.reinitialize_student:
             from fairdistill.train.engine import reinitialize
 
-            reinitialize(self.student, optimizer or types.SimpleNamespace(state={}), self.seed + self.state.epoch + 1)
+            reinitialize(self.student, optimizer, self.seed + self.state.epoch + 1)
             self.state.reinitialize_student = False
         self.history.append(stats)
         return stats

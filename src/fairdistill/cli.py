@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from fairdistill.errors import FairdistillError, as_user_error
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fair knowledge distillation: distil, then measure.",
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Fair knowledge distillation: distil, then measure.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 console = Console()
 if not console.is_terminal:  # piped or logged output: wide enough for the tables instead of rich's 80 columns
     console.width = 140
@@ -29,8 +33,9 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
-                                          help="Print the version and exit")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit")
+    ] = False,
 ) -> None:
     """Fair knowledge distillation: distil, then measure."""
 
@@ -40,7 +45,7 @@ VERBOSE_HELP = "Also show on stderr the details written to log.txt (cache hits, 
 METHODS_HELP = "Keep only these methods of the config (comma-separated names): --methods kd,dedier"
 
 
-def _method_names(methods: Optional[str]) -> Optional[list[str]]:
+def _method_names(methods: str | None) -> list[str] | None:
     """``--methods a,b`` → ``["a", "b"]`` (None when the option is not given)."""
     return None if methods is None else [name.strip() for name in methods.split(",")]
 
@@ -57,13 +62,17 @@ def _progress(quiet: bool, verbose: bool):
 
 @app.command()
 def run(
-    config: Annotated[Optional[Path], typer.Argument(help="YAML config (default: the embedded default run)")] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="Override a field: key.path=value (YAML value)")] = [],
-    output: Annotated[Optional[Path], typer.Option("--output", help="Parent folder of the run directory")] = None,
+    config: Annotated[Path | None, typer.Argument(help="YAML config (default: the embedded default run)")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a field: key.path=value (YAML value)")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Parent folder of the run directory")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the config and print the plan")] = False,
-    resume: Annotated[Optional[Path], typer.Option(
-        "--resume", help="Continue a stopped run in its directory RUN_DIR, with the config saved there")] = None,
-    methods: Annotated[Optional[str], typer.Option("--methods", help=METHODS_HELP)] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue a stopped run in its directory RUN_DIR, with the config saved there"),
+    ] = None,
+    methods: Annotated[str | None, typer.Option("--methods", help=METHODS_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
@@ -75,12 +84,14 @@ def run(
     progress = _progress(quiet, verbose)
     if resume is not None:
         if config is not None or set_ or output is not None or dry_run or methods is not None:
-            raise ConfigError("--resume continues a run with the config saved in its directory; "
-                              "drop CONFIG, --set, --output, --methods and --dry-run")
+            raise ConfigError(
+                "--resume continues a run with the config saved in its directory; "
+                "drop CONFIG, --set, --output, --methods and --dry-run"
+            )
         result = experiment.resume(resume, progress=progress)
         _print_run(result)
         return
-    cfg = load_config(config, set_, _method_names(methods))
+    cfg = load_config(config, set_ or [], _method_names(methods))
     if output is not None:
         cfg = cfg.model_copy(update={"output": str(output)})
     if dry_run:
@@ -97,14 +108,14 @@ def _print_run(result) -> None:
 
     name = result.metrics["run"]["name"]
     table = terminal_table(result.metrics, "test", console.width)
-    console.print(to_rich(table, title=f"{name}: test split", left=sum(h in ("model", "role", "method")
-                                                                       for h in table.headers)))
+    console.print(
+        to_rich(table, title=f"{name}: test split", left=sum(h in ("model", "role", "method") for h in table.headers))
+    )
     for line in (table.legend, *table.notes):
         console.print(line, highlight=False, markup=False)
     transfer = terminal_transfer_table(result.metrics, "test", console.width)
     if transfer.rows:
-        console.print(transfer_rich(result.metrics, title=f"{name}: teacher → student (test, %)",
-                                    width=console.width))
+        console.print(transfer_rich(result.metrics, title=f"{name}: teacher → student (test, %)", width=console.width))
         console.print(transfer.legend, highlight=False, markup=False)
     console.print(f"report: {result.run_dir / 'report.md'}", highlight=False)
     console.print(f"html report: {result.run_dir / 'report.html'}", highlight=False)
@@ -113,11 +124,15 @@ def _print_run(result) -> None:
 
 @app.command()
 def sweep(
-    config: Annotated[Optional[Path], typer.Argument(help="YAML config (default: the embedded default run)")] = None,
-    grid: Annotated[list[str], typer.Option("--grid", help="A swept field: key.path=v1,v2,... (YAML values)")] = [],
-    set_: Annotated[list[str], typer.Option("--set", help="Override a field: key.path=value (YAML value)")] = [],
-    output: Annotated[Optional[Path], typer.Option("--output", help="Parent folder of the sweep directory")] = None,
-    methods: Annotated[Optional[str], typer.Option("--methods", help=METHODS_HELP)] = None,
+    config: Annotated[Path | None, typer.Argument(help="YAML config (default: the embedded default run)")] = None,
+    grid: Annotated[
+        list[str] | None, typer.Option("--grid", help="A swept field: key.path=v1,v2,... (YAML values)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a field: key.path=value (YAML value)")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Parent folder of the sweep directory")] = None,
+    methods: Annotated[str | None, typer.Option("--methods", help=METHODS_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
@@ -126,7 +141,9 @@ def sweep(
     from fairdistill.report.tables import to_rich
     from fairdistill.sweep import run_sweep, sweep_table
 
-    result = run_sweep(config, grid, set_, output, _method_names(methods), progress=_progress(quiet, verbose))
+    result = run_sweep(
+        config, grid or [], set_ or [], output, _method_names(methods), progress=_progress(quiet, verbose)
+    )
     console.print(to_rich(sweep_table(result.document), title=f"{result.document['name']}: sweep (test split)"))
     console.print(f"trade-off plot: {result.sweep_dir / 'tradeoff.png'}", highlight=False)
     console.print(f"sweep report: {result.sweep_dir / 'sweep.html'}", highlight=False)
@@ -151,8 +168,9 @@ def compare(
     run_a: Annotated[Path, typer.Argument(help="First run directory (A)")],
     run_b: Annotated[Path, typer.Argument(help="Second run directory (B)")],
     split: Annotated[str, typer.Option("--split", help="Split to compare: test or val")] = "test",
-    force: Annotated[bool, typer.Option(
-        "--force", help="Compare runs on different data anyway (with a warning)")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Compare runs on different data anyway (with a warning)")
+    ] = False,
 ) -> None:
     """Print how two runs' configs differ, then their metrics side by side, per model and metric, with B − A.
 
@@ -163,8 +181,8 @@ def compare(
     """
     from fairdistill.errors import ConfigError
     from fairdistill.report.compare import config_differences, paired_intervals
-    from fairdistill.rundir import read_metrics
     from fairdistill.report.tables import compare_table, dataset_differences, to_rich
+    from fairdistill.rundir import read_metrics
 
     if split not in ("test", "val"):
         raise ConfigError(f"--split: expected test or val, got {split!r}")
@@ -172,22 +190,30 @@ def compare(
     differences = dataset_differences(metrics_a, metrics_b)
     shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
     if differences and not force:
-        raise FairdistillError(f"A ({run_a}) and B ({run_b}) were run on different data, so their metrics are not "
-                               f"comparable: {shown} (--force compares them anyway)")
+        raise FairdistillError(
+            f"A ({run_a}) and B ({run_b}) were run on different data, so their metrics are not "
+            f"comparable: {shown} (--force compares them anyway)"
+        )
     if differences:
         from rich.markup import escape
 
-        errors.print(f"[bold red]WARNING: A and B were run on different data; the values below come from "
-                     f"different {split} sets:[/bold red] {escape(shown)}", highlight=False, soft_wrap=True)
+        errors.print(
+            f"[bold red]WARNING: A and B were run on different data; the values below come from "
+            f"different {split} sets:[/bold red] {escape(shown)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"A: {run_a.resolve()}\nB: {run_b.resolve()}", highlight=False)
     changes = config_differences(run_a, run_b)
-    console.print("config (A → B): " + ("the same" if not changes else f"{len(changes)} difference(s)"),
-                  highlight=False, markup=False)
+    console.print(
+        "config (A → B): " + ("the same" if not changes else f"{len(changes)} difference(s)"),
+        highlight=False,
+        markup=False,
+    )
     for change in changes:
         console.print(f"  {change}", highlight=False, markup=False)
     intervals = paired_intervals(run_a, metrics_a, run_b, metrics_b, split)
-    table = compare_table(metrics_a, metrics_b, split, intervals=intervals.by_model,
-                          confidence=intervals.confidence)
+    table = compare_table(metrics_a, metrics_b, split, intervals=intervals.by_model, confidence=intervals.confidence)
     console.print(to_rich(table, title=f"{split} split: A vs B"))
     for note in (intervals.note, *table.notes):
         console.print(note, highlight=False, markup=False)
@@ -205,18 +231,26 @@ def list_components() -> None:
     from fairdistill.distill.adversary import AdversaryOptions
     from fairdistill.models import MODELS
 
-    registries = (("datasets", DATASETS), ("models", MODELS), ("losses (methods)", LOSSES),
-                  ("weightings (weighting.kind)", WEIGHTINGS), ("mixings (mixing.kind)", MIXINGS))
+    registries = (
+        ("datasets", DATASETS),
+        ("models", MODELS),
+        ("losses (methods)", LOSSES),
+        ("weightings (weighting.kind)", WEIGHTINGS),
+        ("mixings (mixing.kind)", MIXINGS),
+    )
     for title, registry in registries:
         console.print(f"[bold]{title}[/bold]")
         for name in registry.names():
             entry = registry.get(name)
             facts = ", ".join(f"{k}={v}" for k, v in entry.meta.items())
-            console.print(f"  {name:<16} {entry.summary}" + (f" [{facts}]" if facts else ""),
-                          highlight=False, markup=False)
-    adversary_inputs = {"probs": "the student's probabilities (demographic parity)",
-                        "probs+label": "the probabilities and the one-hot label (equalised odds)",
-                        "embedding": "the student's embedding (representation invariance)"}
+            console.print(
+                f"  {name:<16} {entry.summary}" + (f" [{facts}]" if facts else ""), highlight=False, markup=False
+            )
+    adversary_inputs = {
+        "probs": "the student's probabilities (demographic parity)",
+        "probs+label": "the probabilities and the one-hot label (equalised odds)",
+        "embedding": "the student's embedding (representation invariance)",
+    }
     console.print("[bold]adversary inputs[/bold] (adversary.input)")
     for name in get_args(AdversaryOptions.model_fields["input"].annotation):
         console.print(f"  {name:<16} {adversary_inputs.get(name, '')}".rstrip(), highlight=False, markup=False)
@@ -230,6 +264,7 @@ def main() -> None:
     or what :func:`fairdistill.errors.as_user_error` counts as one, e.g. a full disk) prints one message and
     exits with status 2, without a traceback; a command-line usage mistake exits 2 with the usage hint."""
     from rich.markup import escape
+
     try:
         from typer._click import exceptions as click_exceptions  # typer ≥ 0.2x ships its own copy of click
     except ImportError:  # older typer uses click itself

@@ -30,8 +30,9 @@ def new_stamped_dir(parent: Path, name: str, what: str = "run") -> Path:
     except (FileExistsError, NotADirectoryError):
         raise FairdistillError(f"output: {parent.resolve()} is not a directory (a file is in the way)") from None
     except OSError as exc:
-        raise FairdistillError(f"output: cannot create a {what} directory under {parent.resolve()}: "
-                               f"{exc.strerror or exc}") from None
+        raise FairdistillError(
+            f"output: cannot create a {what} directory under {parent.resolve()}: {exc.strerror or exc}"
+        ) from None
     raise FairdistillError(f"could not create a {what} directory under {parent.resolve()}")
 
 

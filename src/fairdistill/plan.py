@@ -4,9 +4,11 @@ its models and methods (:func:`build_role_model`, :func:`probe`, :func:`method_c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -29,6 +31,13 @@ T = TypeVar("T")
 
 #: Stands for the seed in ``teacher.checkpoint`` (``runs/x/checkpoints/seed{seed}/teacher.pt``).
 SEED_PLACEHOLDER = "{seed}"
+
+
+@runtime_checkable
+class _CachesTokens(Protocol):
+    """A model that caches its tokenised splits on disk (the Hugging Face models): where, None for the default."""
+
+    token_cache_dir: Path | None
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,13 @@ class Plan:
     def describe(self) -> str:
         cfg = self.config
         data = {k: v for k, v in self.data_options.model_dump().items() if v is not None}
-        teacher_source = f"load {self.teacher.checkpoint}" if self.teacher.checkpoint else (
-            f"train {self.teacher.train.epochs} epochs, lr {self.teacher.train.lr}, batch {self.teacher.train.batch_size}"
+        teacher_source = (
+            f"load {self.teacher.checkpoint}"
+            if self.teacher.checkpoint
+            else (
+                f"train {self.teacher.train.epochs} epochs, lr {self.teacher.train.lr}, "
+                f"batch {self.teacher.train.batch_size}"
+            )
         )
         lines = [
             f"run {cfg.name!r}, seed{'s' if len(cfg.seed_list) > 1 else ''} "
@@ -122,8 +136,10 @@ def make_plan(config: RunConfig) -> Plan:
             checkpoint = Path(role_config.checkpoint).expanduser().resolve()
         roles[role] = RolePlan(role, spec, role_config.train, checkpoint)
         for seed in config.seed_list if checkpoint is not None else ():
-            if not roles[role].checkpoint_for(seed).is_file():
-                raise ConfigError(f"teacher.checkpoint: file not found: {roles[role].checkpoint_for(seed)}")
+            path = roles[role].checkpoint_for(seed)
+            assert path is not None  # the loop runs only when the role has a checkpoint
+            if not path.is_file():
+                raise ConfigError(f"teacher.checkpoint: file not found: {path}")
     methods = []
     for i, method in enumerate(config.methods):
         where = f"methods.{i}({method.name})"
@@ -142,7 +158,7 @@ def build_role_model(plan: Plan, role: str, splits: Splits) -> TappedModel:
     model tokenises the raw texts once, caching them under the run's cache folder)."""
     spec = (plan.teacher if role == "teacher" else plan.student).spec
     model = build_model(spec, splits.info, where=f"{role}.model")
-    if hasattr(model, "token_cache_dir") and plan.config.cache_dir:
+    if isinstance(model, _CachesTokens) and plan.config.cache_dir:
         model.token_cache_dir = run_cache_dir(plan.config) / "tokens"
     ensure_encoding(model, splits)
     return model
@@ -160,24 +176,43 @@ def dry_run(config: RunConfig) -> str:
         usable_cache_dir(run_cache_dir(config))  # warns now, not after the teacher trained, when it cannot be used
     hub_only: list[str] = []
     lines = [plan.describe()]
-    splits = _hub_tolerant(lambda: load_plan_data(plan), bool(getattr(plan.data_options, "hub", False)),
-                           f"data ({config.data.name})", hub_only)
+    splits = _hub_tolerant(
+        lambda: load_plan_data(plan),
+        bool(getattr(plan.data_options, "hub", False)),
+        f"data ({config.data.name})",
+        hub_only,
+    )
     if splits is not None:
         counts = ", ".join(f"{name} {len(split):,}" for name, split in splits.items())
-        lines.append(f"data loaded: {counts} examples; {splits.info.num_classes} classes, "
-                     f"{splits.info.num_groups} groups")
-        models = {role: _hub_tolerant(lambda role=role: build_role_model(plan, role, splits),
-                                      bool((plan.teacher if role == "teacher" else plan.student).spec.get("hub")),
-                                      f"{role}.model", hub_only) for role in ("teacher", "student")}
+        lines.append(
+            f"data loaded: {counts} examples; {splits.info.num_classes} classes, {splits.info.num_groups} groups"
+        )
+        models = {
+            role: _hub_tolerant(
+                partial(build_role_model, plan, role, splits),
+                bool((plan.teacher if role == "teacher" else plan.student).spec.get("hub")),
+                f"{role}.model",
+                hub_only,
+            )
+            for role in ("teacher", "student")
+        }
         teacher, student = models["teacher"], models["student"]
-        for seed in config.seed_list if teacher is not None and plan.teacher.checkpoint is not None else ():
-            load_model_checkpoint(plan.teacher.checkpoint_for(seed), teacher, splits.info.num_classes)
+        if teacher is not None and plan.teacher.checkpoint is not None:
+            for seed in config.seed_list:
+                path = plan.teacher.checkpoint_for(seed)
+                assert path is not None  # plan.teacher.checkpoint is set
+                load_model_checkpoint(path, teacher, splits.info.num_classes)
         if student is None or teacher is None:
             hub_only.append("methods (their taps and widths are read from the models)")
         else:
             for i, method in enumerate(plan.methods):
-                context = method_context(plan, splits, student, teacher_embedding_dim=probe(teacher, splits.train)[0],
-                                         epochs=method.train.epochs)
+                context = method_context(
+                    plan,
+                    splits,
+                    student,
+                    teacher_embedding_dim=probe(teacher, splits.train)[0],
+                    epochs=method.train.epochs,
+                )
                 build_method(method.config, context, where=f"methods.{i}({method.name})")
     else:
         hub_only.append("models and methods (they need the data's classes and inputs)")
@@ -226,10 +261,18 @@ def method_context(
     """What a method's components may read when they are built for one student (``seed``: default the run's)."""
     student_embedding_dim, tap_dims = probe(student, splits.train)
     return MethodContext(
-        info=splits.info, train=splits.train, val=splits.val, teacher_train=teacher_train, teacher_val=teacher_val,
-        num_epochs=epochs, seed=plan.config.seed if seed is None else seed, student_embedding_dim=student_embedding_dim,
-        teacher_embedding_dim=teacher_embedding_dim, student_taps=tuple(student.tap_names),
-        student_model=plan.student.spec["name"], student_tap_dims=tap_dims,
+        info=splits.info,
+        train=splits.train,
+        val=splits.val,
+        teacher_train=teacher_train,
+        teacher_val=teacher_val,
+        num_epochs=epochs,
+        seed=plan.config.seed if seed is None else seed,
+        student_embedding_dim=student_embedding_dim,
+        teacher_embedding_dim=teacher_embedding_dim,
+        student_taps=tuple(student.tap_names),
+        student_model=plan.student.spec["name"],
+        student_tap_dims=tap_dims,
     )
 
 

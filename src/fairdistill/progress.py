@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from rich.console import Console
 
@@ -32,8 +33,9 @@ class Progress:
     record. ``bars`` keeps tqdm's per-batch bars (on a terminal only); by default they follow the verbosity.
     """
 
-    def __init__(self, verbosity: Verbosity = "normal", *, bars: bool | None = None,
-                 console: Console | None = None) -> None:
+    def __init__(
+        self, verbosity: Verbosity = "normal", *, bars: bool | None = None, console: Console | None = None
+    ) -> None:
         if verbosity not in VERBOSITIES:
             raise ValueError(f"verbosity: expected one of {', '.join(VERBOSITIES)}, got {verbosity!r}")
         self.verbosity = verbosity

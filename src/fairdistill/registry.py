@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Mapping, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
@@ -87,7 +88,9 @@ class Registry(Generic[T]):
         place = f"{where}: " if where else ""
         close = difflib.get_close_matches(str(name), self.names(), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{place}unknown {self.kind} {name!r}.{hint} Valid {self.kind} names: {', '.join(self.names())}")
+        raise ConfigError(
+            f"{place}unknown {self.kind} {name!r}.{hint} Valid {self.kind} names: {', '.join(self.names())}"
+        )
 
     def options(self, name: str, raw: Mapping[str, Any], *, where: str) -> Options:
         """Validate ``raw`` (without its ``name``/``kind`` key) against the entry's options model."""

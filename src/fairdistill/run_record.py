@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fairdistill.atomic_io import write_json
 from fairdistill.errors import FairdistillError, shown_value
@@ -27,24 +28,38 @@ def config_digest(resolved: Mapping[str, Any]) -> str:
 
 def start_record(run_dir: Path, resolved: Mapping[str, Any]) -> None:
     """Write run.json for a new run: the resolved config and its digest (data digests come later)."""
-    write_json(run_dir / RUN_RECORD, {"format": RUN_RECORD_FORMAT, "config_sha256": config_digest(resolved),
-                                      "config": dict(resolved), "data_sha256": None})
+    write_json(
+        run_dir / RUN_RECORD,
+        {
+            "format": RUN_RECORD_FORMAT,
+            "config_sha256": config_digest(resolved),
+            "config": dict(resolved),
+            "data_sha256": None,
+        },
+    )
 
 
 def read_record(run_dir: Path) -> dict[str, Any]:
     """run.json of a run directory; a folder without a readable one is not a run that can be resumed."""
     path = run_dir / RUN_RECORD
     if not path.is_file():
-        raise FairdistillError(f"--resume: {run_dir} has no {RUN_RECORD}, so it is not a run directory written by "
-                               "this version of fairdistill; start a new run instead")
+        raise FairdistillError(
+            f"--resume: {run_dir} has no {RUN_RECORD}, so it is not a run directory written by "
+            "this version of fairdistill; start a new run instead"
+        )
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FairdistillError(f"--resume: {path} is damaged ({exc}); start a new run instead") from None
-    if not isinstance(record, dict) or record.get("format") != RUN_RECORD_FORMAT \
-            or not isinstance(record.get("config"), dict) or not isinstance(record.get("config_sha256"), str):
-        raise FairdistillError(f"--resume: {path} is not a run record of format {RUN_RECORD_FORMAT}; "
-                               "start a new run instead")
+    if (
+        not isinstance(record, dict)
+        or record.get("format") != RUN_RECORD_FORMAT
+        or not isinstance(record.get("config"), dict)
+        or not isinstance(record.get("config_sha256"), str)
+    ):
+        raise FairdistillError(
+            f"--resume: {path} is not a run record of format {RUN_RECORD_FORMAT}; start a new run instead"
+        )
     return record
 
 
@@ -56,7 +71,8 @@ def check_same_config(run_dir: Path, record: Mapping[str, Any], resolved: Mappin
     listed = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
     raise FairdistillError(
         f"--resume: {run_dir / 'config.yaml'} differs from the config the run was started with ({listed}). "
-        "A resumed run must continue with the same settings: undo the change, or start a new run with it")
+        "A resumed run must continue with the same settings: undo the change, or start a new run with it"
+    )
 
 
 def record_data(run_dir: Path, record: dict[str, Any] | None, split_digests: Mapping[str, str]) -> None:
@@ -73,7 +89,8 @@ def record_data(run_dir: Path, record: dict[str, Any] | None, split_digests: Map
     if changed:
         raise FairdistillError(
             f"--resume: the data of split{'s' if len(changed) > 1 else ''} {', '.join(changed)} changed since the "
-            "run started (the dataset files were edited or replaced); restore them, or start a new run")
+            "run started (the dataset files were edited or replaced); restore them, or start a new run"
+        )
 
 
 def changed_fields(before: Any, after: Any, path: str = "") -> list[str]:
@@ -84,10 +101,14 @@ def changed_fields(before: Any, after: Any, path: str = "") -> list[str]:
             where = f"{path}.{key}" if path else str(key)
             changes += changed_fields(before.get(key, _NOT_SET), after.get(key, _NOT_SET), where)
         return changes
-    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after) \
-            and all(isinstance(entry, dict) for entry in [*before, *after]):
+    if (
+        isinstance(before, list)
+        and isinstance(after, list)
+        and len(before) == len(after)
+        and all(isinstance(entry, dict) for entry in [*before, *after])
+    ):
         changes = []
-        for i, (b, a) in enumerate(zip(before, after)):
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
             label = b.get("name") if isinstance(b, dict) and isinstance(b.get("name"), str) else i
             changes += changed_fields(b, a, f"{path}.{label}" if path else str(label))
         return changes

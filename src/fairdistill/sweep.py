@@ -26,9 +26,10 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -54,8 +55,15 @@ log = logging.getLogger(__name__)
 SWEEP_SCHEMA_VERSION = 2
 
 #: Test metrics recorded per model and point in sweep.json.
-HEADLINE_KEYS = ("accuracy", "worst_group_accuracy", "balanced_accuracy", "recall_disparity_mad", "eo_difference",
-                 "dp_difference", "ece")
+HEADLINE_KEYS = (
+    "accuracy",
+    "worst_group_accuracy",
+    "balanced_accuracy",
+    "recall_disparity_mad",
+    "eo_difference",
+    "dp_difference",
+    "ece",
+)
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,9 @@ def parse_grid(spec: str) -> GridAxis:
         try:
             values.append(yaml_data(t, what=f"--grid {path}"))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--grid {path}: value {shown_value(t)} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+            raise ConfigError(
+                f"--grid {path}: value {shown_value(t)} is not valid YAML ({getattr(exc, 'problem', exc)})"
+            ) from None
     if len(set(texts)) != len(texts):
         raise ConfigError(f"--grid {path}: a value is repeated in {shown_value(text)}")
     return GridAxis(path, tuple(texts), tuple(values))
@@ -128,7 +138,7 @@ def grid_points(axes: list[GridAxis]) -> list[list[tuple[GridAxis, int]]]:
     repeated = sorted({p for p in paths if paths.count(p) > 1})
     if repeated:
         raise ConfigError(f"--grid: {', '.join(repeated)} given more than once; list all its values in one --grid")
-    return [list(zip(axes, combo)) for combo in itertools.product(*(range(len(a.texts)) for a in axes))]
+    return [list(zip(axes, combo, strict=True)) for combo in itertools.product(*(range(len(a.texts)) for a in axes))]
 
 
 def point_label(point: list[tuple[GridAxis, int]]) -> str:
@@ -145,9 +155,7 @@ class SweepResult:
     document: dict[str, Any]
 
 
-def _point_configs(
-    raw: dict[str, Any], points: list[list[tuple[GridAxis, int]]], name: str
-) -> list[RunConfig]:
+def _point_configs(raw: dict[str, Any], points: list[list[tuple[GridAxis, int]]], name: str) -> list[RunConfig]:
     """Every point's validated config (overrides applied through :func:`apply_override`)."""
     from fairdistill.plan import make_plan
 
@@ -173,16 +181,31 @@ def _digest(data: Any) -> str:
 def teacher_identity(config: RunConfig) -> str:
     """Digest of the parts of a resolved config that determine the teacher (equal digest: the same teacher)."""
     d = config.model_dump(mode="json")
-    return _digest({"data": d["data"], "teacher": d["teacher"], "seeds": config.seed_list, "select": d["select"],
-                    "device": d["device"], "mixed_precision": d["mixed_precision"]})
+    return _digest(
+        {
+            "data": d["data"],
+            "teacher": d["teacher"],
+            "seeds": config.seed_list,
+            "select": d["select"],
+            "device": d["device"],
+            "mixed_precision": d["mixed_precision"],
+        }
+    )
 
 
 def method_identity(config: RunConfig, method: MethodConfig) -> str:
     """Digest of what determines one student: its method entry, the student, the teacher, data, seeds, select."""
     d = config.model_dump(mode="json")
-    return _digest({"method": method.model_dump(mode="json"), "student": d["student"],
-                    "teacher": teacher_identity(config), "data": d["data"], "seeds": config.seed_list,
-                    "select": d["select"]})
+    return _digest(
+        {
+            "method": method.model_dump(mode="json"),
+            "student": d["student"],
+            "teacher": teacher_identity(config),
+            "data": d["data"],
+            "seeds": config.seed_list,
+            "select": d["select"],
+        }
+    )
 
 
 def _teacher_checkpoint(run_dir: Path, seeds: list[int]) -> Path | None:
@@ -192,15 +215,23 @@ def _teacher_checkpoint(run_dir: Path, seeds: list[int]) -> Path | None:
     from fairdistill.rundir import checkpoints_dir
 
     several = len(seeds) > 1
-    template = (run_dir / "checkpoints" / f"seed{SEED_PLACEHOLDER}" / "teacher.pt") if several else (
-        run_dir / "checkpoints" / "teacher.pt")
+    template = (
+        (run_dir / "checkpoints" / f"seed{SEED_PLACEHOLDER}" / "teacher.pt")
+        if several
+        else (run_dir / "checkpoints" / "teacher.pt")
+    )
     files = [checkpoints_dir(run_dir, seed, several) / "teacher.pt" for seed in seeds]
     return template if all(f.is_file() for f in files) else None
 
 
 def run_sweep(
-    config_path: str | Path | None, grids: Sequence[str], overrides: Sequence[str] = (),
-    output: str | Path | None = None, methods: Sequence[str] | None = None, *, progress: Progress = SILENT,
+    config_path: str | Path | None,
+    grids: Sequence[str],
+    overrides: Sequence[str] = (),
+    output: str | Path | None = None,
+    methods: Sequence[str] | None = None,
+    *,
+    progress: Progress = SILENT,
 ) -> SweepResult:
     """Validate every point, then run them one after the other, training each teacher and each student once;
     returns the sweep directory and sweep.json. ``methods``: keep only these methods of the config."""
@@ -220,8 +251,9 @@ def run_sweep(
         for axis in axes:
             parts = axis.path.split(".")
             if len(parts) > 1 and parts[0] == "methods" and parts[1] in dropped:
-                raise ConfigError(f"--grid {axis.path}: method {parts[1]!r} is left out by --methods; keep it or "
-                                  "sweep another field")
+                raise ConfigError(
+                    f"--grid {axis.path}: method {parts[1]!r} is left out by --methods; keep it or sweep another field"
+                )
         raw = kept
     base = parse_config(raw)
     points = grid_points(axes)
@@ -242,7 +274,7 @@ def run_sweep(
     teachers: dict[str, tuple[str, str, Path | None]] = {}  # teacher identity → (point, run dir, its teacher.pt)
     teacher_rows: dict[str, tuple[str, str, dict[str, Any]]] = {}  # → (point, run dir, row) first evaluated
     students: dict[str, tuple[str, str, dict[str, Any]]] = {}  # method identity → (point, run dir, row)
-    for i, (point, config) in enumerate(zip(points, configs)):
+    for i, (point, config) in enumerate(zip(points, configs, strict=True)):
         label, key = point_label(point), f"p{i}"
         tid = teacher_identity(config)
         mids = {m.name: method_identity(config, m) for m in config.methods}
@@ -250,8 +282,9 @@ def run_sweep(
         entry: dict[str, Any] = {"index": i, "label": label, "values": {axis.path: axis.values[k] for axis, k in point}}
         rows: dict[str, dict[str, Any]] = {}
         if not new:
-            log.info("sweep point %d/%d: %s — every model is already trained; nothing to run", i + 1, len(points),
-                     label)
+            log.info(
+                "sweep point %d/%d: %s — every model is already trained; nothing to run", i + 1, len(points), label
+            )
             progress.say(f"sweep point {i + 1}/{len(points)}: {label} — every model already trained; nothing to run")
             entry["run_dir"] = None
             point_from, run_dir, row = teacher_rows[tid]
@@ -262,8 +295,7 @@ def run_sweep(
         else:
             run_config = config.model_copy(update={"output": str(sweep_dir), "methods": new})
             reused_teacher = None
-            teacher_note = ("loaded from teacher.checkpoint" if config.teacher.checkpoint is not None
-                            else "trained")
+            teacher_note = "loaded from teacher.checkpoint" if config.teacher.checkpoint is not None else "trained"
             if tid in teachers and config.teacher.checkpoint is None:
                 trained_at, trained_in, checkpoint = teachers[tid]
                 if checkpoint is None:
@@ -271,13 +303,22 @@ def run_sweep(
                 else:
                     reused_teacher = (trained_at, trained_in)
                     teacher_note = f"loaded from {trained_at} ({checkpoint.relative_to(sweep_dir)})"
-                    run_config = run_config.model_copy(update={
-                        "teacher": config.teacher.model_copy(update={"checkpoint": str(checkpoint)})})
+                    run_config = run_config.model_copy(
+                        update={"teacher": config.teacher.model_copy(update={"checkpoint": str(checkpoint)})}
+                    )
             entry["teacher"] = teacher_note
-            log.info("sweep point %d/%d: %s — training %s; teacher %s", i + 1, len(points), label,
-                     ", ".join(m.name for m in new), teacher_note)
-            progress.say(f"sweep point {i + 1}/{len(points)}: {label} — training {', '.join(m.name for m in new)}; "
-                         f"teacher {teacher_note}")
+            log.info(
+                "sweep point %d/%d: %s — training %s; teacher %s",
+                i + 1,
+                len(points),
+                label,
+                ", ".join(m.name for m in new),
+                teacher_note,
+            )
+            progress.say(
+                f"sweep point {i + 1}/{len(points)}: {label} — training {', '.join(m.name for m in new)}; "
+                f"teacher {teacher_note}"
+            )
             result = experiment.run(run_config, progress=progress)
             run_name = result.run_dir.name
             entry["run_dir"] = run_name
@@ -297,7 +338,8 @@ def run_sweep(
                 if m.name in trained:
                     students[mids[m.name]] = (key, run_name, trained[m.name])
             entry["trained"] = (["teacher"] if reused_teacher is None and config.teacher.checkpoint is None else []) + [
-                m.name for m in new]
+                m.name for m in new
+            ]
         for m in config.methods:
             point_from, run_dir, row = students[mids[m.name]]
             rows[m.name] = row if point_from == key else {**row, "reused_from": point_from, "run_dir": run_dir}
@@ -347,14 +389,24 @@ def tradeoff_points(document: dict[str, Any]) -> list[dict[str, Any]]:
 def sweep_table(document: dict[str, Any]) -> ComparisonTable:
     """One row per (grid point, model) with the headline test metrics; the last column says where the model was
     trained when it was reused from an earlier point (``p0``) instead of trained at this one."""
-    columns = (("accuracy", "accuracy"), ("worst-group acc", "worst_group_accuracy"),
-               ("MAD", "recall_disparity_mad"), ("EO diff", "eo_difference"))
+    columns = (
+        ("accuracy", "accuracy"),
+        ("worst-group acc", "worst_group_accuracy"),
+        ("MAD", "recall_disparity_mad"),
+        ("EO diff", "eo_difference"),
+    )
     rows, values = [], []
     for point in document["points"]:
         for name, entry in point["models"].items():
             numbers = [entry.get(key) for _, key in columns]
             reused = entry.get("reused_from")
-            rows.append([point["label"], name, *("—" if v is None else f"{v:.4f}" for v in numbers),
-                         f"reused ({reused})" if reused else "here"])
+            rows.append(
+                [
+                    point["label"],
+                    name,
+                    *("—" if v is None else f"{v:.4f}" for v in numbers),
+                    f"reused ({reused})" if reused else "here",
+                ]
+            )
             values.append([None, None, *numbers, None])
     return ComparisonTable(["point", "model", *(title for title, _ in columns), "trained"], rows, values)

@@ -17,8 +17,15 @@ from fairdistill.errors import ConfigError
 TRACKER_PACKAGES: dict[str, str] = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 #: Test metrics logged at the end of a run.
-FINAL_KEYS = ("accuracy", "worst_group_accuracy", "balanced_accuracy", "recall_disparity_mad", "eo_difference",
-              "dp_difference", "ece")
+FINAL_KEYS = (
+    "accuracy",
+    "worst_group_accuracy",
+    "balanced_accuracy",
+    "recall_disparity_mad",
+    "eo_difference",
+    "dp_difference",
+    "ece",
+)
 
 
 def check_tracker(log_with: str | None) -> None:
@@ -42,7 +49,7 @@ class RunTracker:
         self.tracker = tracker
 
     @classmethod
-    def open(cls, log_with: str | None, run_name: str, run_dir: Path, config: dict[str, Any]) -> "RunTracker | None":
+    def open(cls, log_with: str | None, run_name: str, run_dir: Path, config: dict[str, Any]) -> RunTracker | None:
         """Start the tracker named by ``log_with`` (None: no tracking) and store the flattened config."""
         if log_with is None:
             return None
@@ -52,8 +59,9 @@ class RunTracker:
         if log_with == "tensorboard":
             tracker = tracking.TensorBoardTracker(run_name, run_dir / "tracking")
         elif log_with == "mlflow":
-            tracker = tracking.MLflowTracker(experiment_name=run_name, logging_dir=str(run_dir / "tracking"),
-                                             run_name=run_dir.name)
+            tracker = tracking.MLflowTracker(
+                experiment_name=run_name, logging_dir=str(run_dir / "tracking"), run_name=run_dir.name
+            )
         else:
             tracker = tracking.WandBTracker(run_name)
         tracker.start()
@@ -63,8 +71,11 @@ class RunTracker:
     def log_history(self, prefix: str, history: list[dict[str, Any]]) -> None:
         """Log each per-epoch record's numbers under ``<prefix>/<key>`` at step = epoch."""
         for record in history:
-            values = {f"{prefix}/{k}": float(v) for k, v in record.items()
-                      if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            values = {
+                f"{prefix}/{k}": float(v)
+                for k, v in record.items()
+                if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
             if values:
                 self.tracker.log(values, step=int(record.get("epoch", 0)))
 

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cli_runner import run_cli, tiny_config
 
 import fairdistill as fd
+from cli_runner import run_cli, tiny_config
 from fairdistill.data.core import (
     DatasetInfo,
     SplitDataset,
@@ -48,11 +48,24 @@ def test_api_names_are_package_attributes_and_import_stays_light() -> None:
 
 
 def test_example_runs_and_prints_every_model(tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FAIRDISTILL_CACHE": str(tmp_path / "cache"),
-           "MPLCONFIGDIR": str(tmp_path / "mpl"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TQDM_DISABLE": "1"}
-    done = subprocess.run([sys.executable, str(EXAMPLE), str(tmp_path / "runs")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "FAIRDISTILL_CACHE": str(tmp_path / "cache"),
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TQDM_DISABLE": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(tmp_path / "runs")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     rows: dict[str, str] = {}  # the printed table's rows: model → role
@@ -77,11 +90,27 @@ def _model(role: str, method: str, test: dict, std: dict | None = None) -> dict:
 
 
 def test_table_holds_the_metrics_values(tmp_path: Path) -> None:
-    metrics = {"run": {"name": "x", "seed": 0}, "dataset": {}, "models": {
-        "teacher": _model("teacher", "erm", {"accuracy": 0.9, "worst_group_accuracy": 0.7, "recall_disparity_mad": 0.25,
-                                             "eo_difference": 0.125, "dp_difference": 0.5, "ece": 0.03}),
-        "kd": _model("student", "kd", {"accuracy": 0.6, "worst_group_accuracy": None, "recall_disparity_mad": 0.75}),
-    }}
+    metrics = {
+        "run": {"name": "x", "seed": 0},
+        "dataset": {},
+        "models": {
+            "teacher": _model(
+                "teacher",
+                "erm",
+                {
+                    "accuracy": 0.9,
+                    "worst_group_accuracy": 0.7,
+                    "recall_disparity_mad": 0.25,
+                    "eo_difference": 0.125,
+                    "dp_difference": 0.5,
+                    "ece": 0.03,
+                },
+            ),
+            "kd": _model(
+                "student", "kd", {"accuracy": 0.6, "worst_group_accuracy": None, "recall_disparity_mad": 0.75}
+            ),
+        },
+    }
     table = fd.Results(tmp_path, metrics).table()
     assert list(table.index) == ["teacher", "kd"] and table.index.name == "model"
     assert list(table.columns[:3]) == ["role", "method", "params"]
@@ -98,10 +127,14 @@ def test_table_holds_the_metrics_values(tmp_path: Path) -> None:
 
 
 def test_table_with_several_seeds_has_mean_and_std_columns(tmp_path: Path) -> None:
-    metrics = {"run": {"name": "x", "seeds": [0, 1, 2]}, "dataset": {}, "models": {
-        "teacher": _model("teacher", "erm", {"accuracy": 0.8, "ece": 0.05}, {"accuracy": 0.02, "ece": 0.01}),
-        "kd": _model("student", "kd", {"accuracy": 0.5, "ece": 0.1}, {"accuracy": 0.04, "ece": None}),
-    }}
+    metrics = {
+        "run": {"name": "x", "seeds": [0, 1, 2]},
+        "dataset": {},
+        "models": {
+            "teacher": _model("teacher", "erm", {"accuracy": 0.8, "ece": 0.05}, {"accuracy": 0.02, "ece": 0.01}),
+            "kd": _model("student", "kd", {"accuracy": 0.5, "ece": 0.1}, {"accuracy": 0.04, "ece": None}),
+        },
+    }
     table = fd.Results(tmp_path, metrics).table(metrics=("accuracy", "ece"))
     assert list(table.columns) == ["role", "method", "params", "seeds", "accuracy", "accuracy_std", "ece", "ece_std"]
     assert table["seeds"].tolist() == [3, 3]
@@ -128,21 +161,25 @@ def test_load_results_reads_a_cli_run(tmp_path: Path, monkeypatch: pytest.Monkey
             assert table.loc[name, key] == pytest.approx(entry["splits"]["test"][key], nan_ok=True)
     frame = results.predictions("kd", "test")
     pd.testing.assert_frame_equal(frame, pd.read_parquet(run_dir / "predictions" / "kd-test.parquet"))
-    assert (frame.pred == frame.y).mean() == pytest.approx(results.metrics["models"]["kd"]["splits"]["test"]["accuracy"])
+    assert (frame.pred == frame.y).mean() == pytest.approx(
+        results.metrics["models"]["kd"]["splits"]["test"]["accuracy"]
+    )
     assert len(results.predictions("teacher", "val")) == results.metrics["dataset"]["counts"]["val"]
     with pytest.raises(FairdistillError, match="no model 'dedier'; its models: teacher, kd"):
         results.predictions("dedier")
     splits = results.load_data()
     student = results.load_model("kd", splits)
     assert fd.evaluate_model(student, splits, "test")["accuracy"] == pytest.approx(
-        results.metrics["models"]["kd"]["splits"]["test"]["accuracy"])
+        results.metrics["models"]["kd"]["splits"]["test"]["accuracy"]
+    )
     with pytest.raises(FairdistillError, match="metrics.json"):
         fd.load_results(tmp_path)
 
 
 def test_configs_from_names_files_and_code(tmp_path: Path) -> None:
-    config = fd.load_config("default", overrides={"data.max_examples": 300, "methods.kd.loss.tau": 4},
-                            methods=["erm", "kd"])
+    config = fd.load_config(
+        "default", overrides={"data.max_examples": 300, "methods.kd.loss.tau": 4}, methods=["erm", "kd"]
+    )
     assert config.data.options()["max_examples"] == 300 and [m.name for m in config.methods] == ["erm", "kd"]
     assert config.methods[1].loss.options()["tau"] == 4
     path = tiny_config(tmp_path / "tiny.yaml")
@@ -158,8 +195,15 @@ def test_configs_from_names_files_and_code(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------- one's own training loop
 
 FEATURES, CLASSES = 6, 3
-INFO = DatasetInfo("synthetic", CLASSES, ("a", "b", "c"), ("f", "m"), label_attr_groups(("a", "b", "c"), ("f", "m")),
-                   "tabular", (FEATURES,))
+INFO = DatasetInfo(
+    "synthetic",
+    CLASSES,
+    ("a", "b", "c"),
+    ("f", "m"),
+    label_attr_groups(("a", "b", "c"), ("f", "m")),
+    "tabular",
+    (FEATURES,),
+)
 
 
 def _split(n: int, seed: int, name: str) -> SplitDataset:
@@ -193,8 +237,11 @@ class Net(torch.nn.Module):
 METHODS = {
     "kd": {"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}},
     "groupdro": {"name": "g", "loss": {"kind": "kd"}, "weighting": {"kind": "groupdro", "eta": 0.5}},
-    "readout-online": {"name": "r", "loss": {"kind": "dkd"},
-                       "weighting": {"kind": "early-readout", "tap": "body", "refit": "online"}},
+    "readout-online": {
+        "name": "r",
+        "loss": {"kind": "dkd"},
+        "weighting": {"kind": "early-readout", "tap": "body", "refit": "online"},
+    },
     "mixing": {"name": "m", "loss": {"kind": "kd"}, "mixing": {"kind": "per-group-alpha", "by": "group"}},
     "adversary": {"name": "a", "loss": {"kind": "kd"}, "adversary": {"input": "embedding", "weight": 2.0}},
     "erm-jtt": {"name": "j", "loss": {"kind": "erm"}, "weighting": {"kind": "jtt", "identify_epochs": 1}},
@@ -227,9 +274,13 @@ def test_custom_loop_runs_the_epoch_hooks(data) -> None:
     splits, teacher = data
     torch.manual_seed(2)
     student = fd.TappedModel(Net(), taps={"body": "body"}, embedding="body")
-    objective = fd.make_method({"name": "dedier", "loss": {"kind": "kd"},
-                                "weighting": {"kind": "early-readout", "beta": 3.0}}, splits, student,
-                               teacher=teacher, epochs=2)
+    objective = fd.make_method(
+        {"name": "dedier", "loss": {"kind": "kd"}, "weighting": {"kind": "early-readout", "beta": 3.0}},
+        splits,
+        student,
+        teacher=teacher,
+        epochs=2,
+    )
     optimizer = torch.optim.Adam([*student.parameters(), *objective.parameters()], lr=1e-2)
     loader = torch.utils.data.DataLoader(splits.train, batch_size=32, shuffle=True, collate_fn=collate)
     seen = []
@@ -258,5 +309,8 @@ def test_make_method_mistakes_are_config_errors(data) -> None:
     with pytest.raises(ConfigError, match=r"method\(kd\)\.loss\.tau"):
         fd.make_method({"name": "kd", "loss": {"kind": "kd", "tau": -1}}, splits, student)
     with pytest.raises(ConfigError, match="has no tap 'conv1'"):
-        fd.make_method({"name": "d", "loss": {"kind": "erm"}, "weighting": {"kind": "early-readout", "tap": "conv1"}},
-                       splits, student)
+        fd.make_method(
+            {"name": "d", "loss": {"kind": "erm"}, "weighting": {"kind": "early-readout", "tap": "conv1"}},
+            splits,
+            student,
+        )

@@ -21,11 +21,19 @@ TINY = {
     "methods": [{"name": "erm"}, {"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}}],
 }
 FLAT_KEYS = [
-    "accuracy", "balanced_accuracy", "worst_group_accuracy", "worst_class_accuracy", "macro_precision",
-    "macro_recall", "macro_f1", "recall_disparity_mad", "recall_disparity_max", "dp_difference", "eo_difference", "ece",
+    "accuracy",
+    "balanced_accuracy",
+    "worst_group_accuracy",
+    "worst_class_accuracy",
+    "macro_precision",
+    "macro_recall",
+    "macro_f1",
+    "recall_disparity_mad",
+    "recall_disparity_max",
+    "dp_difference",
+    "eo_difference",
+    "ece",
 ]
-
-
 
 
 def write_config(path: Path, raw: dict) -> Path:
@@ -104,8 +112,11 @@ def test_table_and_report_are_printed(tiny_run: tuple[Path, str]) -> None:
 
 def test_teacher_checkpoint_is_reused(tiny_run: tuple[Path, str], tmp_path: Path, monkeypatch) -> None:
     run_dir, _ = tiny_run
-    raw = dict(TINY, teacher={"model": TINY["teacher"]["model"], "checkpoint": str(run_dir / "checkpoints/teacher.pt")},
-               methods=[{"name": "kd"}])
+    raw = dict(
+        TINY,
+        teacher={"model": TINY["teacher"]["model"], "checkpoint": str(run_dir / "checkpoints/teacher.pt")},
+        methods=[{"name": "kd"}],
+    )
     config = write_config(tmp_path / "reuse.yaml", raw)
     assert cli(monkeypatch, "run", str(config), "--output", str(tmp_path / "runs")) == 0
     (second,) = list((tmp_path / "runs").iterdir())
@@ -118,8 +129,11 @@ def test_teacher_checkpoint_is_reused(tiny_run: tuple[Path, str], tmp_path: Path
 
 def test_checkpoint_with_other_class_count_is_refused(tiny_run, tmp_path: Path, monkeypatch, capsys) -> None:
     run_dir, _ = tiny_run
-    raw = dict(TINY, data={"name": "colored-mnist", "max_examples": 400, "classes": 10},
-               teacher={"model": TINY["teacher"]["model"], "checkpoint": str(run_dir / "checkpoints/teacher.pt")})
+    raw = dict(
+        TINY,
+        data={"name": "colored-mnist", "max_examples": 400, "classes": 10},
+        teacher={"model": TINY["teacher"]["model"], "checkpoint": str(run_dir / "checkpoints/teacher.pt")},
+    )
     config = write_config(tmp_path / "mismatch.yaml", raw)
     assert cli(monkeypatch, "run", str(config), "--output", str(tmp_path / "runs")) == 2
     err = capsys.readouterr().err
@@ -137,8 +151,10 @@ def test_checkpoint_with_other_class_count_is_refused(tiny_run, tmp_path: Path, 
         ("teacher.checkpoint=/nonexistent/teacher.pt", "file not found: /nonexistent/teacher.pt"),
         ("student.train.batch_size=abc", "student.train.batch_size: expected an integer, got the text 'abc'"),
         ("student.train.batch_size=-3", "student.train.batch_size: Input should be greater than 0 (got -3)"),
-        ("methods=[{name: d, loss: {kind: kd}, weighting: {kind: early-readout, tap: block9}}]",
-         "methods.0(d).weighting.tap: the student (cnn) has no tap 'block9'; its taps: block1, block2"),
+        (
+            "methods=[{name: d, loss: {kind: kd}, weighting: {kind: early-readout, tap: block9}}]",
+            "methods.0(d).weighting.tap: the student (cnn) has no tap 'block9'; its taps: block1, block2",
+        ),
         ("methods.kd.weighting={kind: reweight-by-magic}", "unknown weighting 'reweight-by-magic'"),
     ],
 )
@@ -178,7 +194,23 @@ def test_modality_defaults_make_adult_a_one_line_switch(monkeypatch, capsys) -> 
 def test_list_shows_registered_names(monkeypatch, capsys) -> None:
     assert cli(monkeypatch, "list") == 0
     out = capsys.readouterr().out
-    for name in ("colored-mnist", "adult", "cnn", "mlp", "erm", "kd", "weightings", "early-readout", "groupdro",
-                 "jtt", "group-balanced", "mixings", "per-group-alpha", "adaptive-margin", "adversary inputs",
-                 "probs+label", "embedding"):
+    for name in (
+        "colored-mnist",
+        "adult",
+        "cnn",
+        "mlp",
+        "erm",
+        "kd",
+        "weightings",
+        "early-readout",
+        "groupdro",
+        "jtt",
+        "group-balanced",
+        "mixings",
+        "per-group-alpha",
+        "adaptive-margin",
+        "adversary inputs",
+        "probs+label",
+        "embedding",
+    ):
         assert name in out

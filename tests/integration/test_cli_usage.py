@@ -10,16 +10,19 @@ import fairdistill
 from cli_runner import run_cli as cli
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["runn"], "No such command 'runn'. Did you mean 'run'?"),
-    (["--bogus"], "No such option: --bogus"),
-    (["run", "--bogus"], "No such option: --bogus"),
-    (["run", "--set"], "Option '--set' requires an argument"),
-    (["sweep", "--grid"], "Option '--grid' requires an argument"),
-    (["compare", "only-one-run"], "Missing argument"),
-    (["report"], "Missing argument"),
-    (["compare", "a", "b", "--split"], "Option '--split' requires an argument"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runn"], "No such command 'runn'. Did you mean 'run'?"),
+        (["--bogus"], "No such option: --bogus"),
+        (["run", "--bogus"], "No such option: --bogus"),
+        (["run", "--set"], "Option '--set' requires an argument"),
+        (["sweep", "--grid"], "Option '--grid' requires an argument"),
+        (["compare", "only-one-run"], "Missing argument"),
+        (["report"], "Missing argument"),
+        (["compare", "a", "b", "--split"], "Option '--split' requires an argument"),
+    ],
+)
 def test_usage_mistakes_exit_2_without_a_traceback(args: list[str], message: str, monkeypatch, capsys) -> None:
     code = cli(monkeypatch, *args)
     captured = capsys.readouterr()

@@ -3,7 +3,8 @@
 The parts are discovered, not listed: every ``Registry`` found in ``fairdistill.distill`` and its submodules
 (other than ``LOSSES``) whose kind names a field of ``MethodConfig`` (``weighting``, ``mixing``, ...) contributes
 one combination per registered name, with its default options; the adversary, configured by options rather
-than by kind, contributes one combination with its defaults. The combinations that are invalid by design (a mixing rule on a loss without
+than by kind, contributes one combination with its defaults. The combinations that are invalid by design (a mixing
+rule on a loss without
 a teacher term, such as ``erm``) are derived from the loss classes and must be refused with a ConfigError that
 says why; every other combination must build and train.
 
@@ -22,7 +23,6 @@ import numpy as np
 import pytest
 import torch
 
-import fairdistill.distill
 from fairdistill.config import MethodConfig, TrainConfig
 from fairdistill.data.core import DatasetInfo, SplitDataset, collate, label_attr_group_index, label_attr_groups
 from fairdistill.distill import LOSSES, MethodContext, TeacherOutputs, TrainState, build_method
@@ -35,8 +35,16 @@ from fairdistill.train.engine import fit, make_accelerator
 EPOCHS = 3
 FEATURES = 8
 CLASSES = 3
-INFO = DatasetInfo("synthetic", CLASSES, ("a", "b", "c"), ("f", "m"), label_attr_groups(("a", "b", "c"), ("f", "m")),
-                   "tabular", (FEATURES,), attr_label="attr")
+INFO = DatasetInfo(
+    "synthetic",
+    CLASSES,
+    ("a", "b", "c"),
+    ("f", "m"),
+    label_attr_groups(("a", "b", "c"), ("f", "m")),
+    "tabular",
+    (FEATURES,),
+    attr_label="attr",
+)
 STUDENT_SPEC = {"name": "mlp", "hidden": [12]}
 TEACHER_SPEC = {"name": "mlp", "hidden": [32]}
 
@@ -123,9 +131,17 @@ def _context(student, train, val, cache, cache_val) -> MethodContext:
         probe = student(collate([train[0]]).inputs)
         student.train()
     values = dict(
-        info=INFO, train=train, val=val, teacher_train=cache, teacher_val=cache_val, num_epochs=EPOCHS, seed=0,
-        student_embedding_dim=int(probe.embedding.shape[1]), teacher_embedding_dim=int(cache.embedding.shape[1]),
-        student_taps=tuple(student.tap_names), student_model=STUDENT_SPEC["name"],
+        info=INFO,
+        train=train,
+        val=val,
+        teacher_train=cache,
+        teacher_val=cache_val,
+        num_epochs=EPOCHS,
+        seed=0,
+        student_embedding_dim=int(probe.embedding.shape[1]),
+        teacher_embedding_dim=int(cache.embedding.shape[1]),
+        student_taps=tuple(student.tap_names),
+        student_model=STUDENT_SPEC["name"],
         student_tap_dims={name: int(t.flatten(1).shape[1]) for name, t in probe.taps.items()},
     )
     names = {f.name for f in dataclasses.fields(MethodContext)}
@@ -172,8 +188,16 @@ def test_loss_composition_trains(world, combo) -> None:
         return float(value.mean())
 
     before = fixed_loss()
-    result = fit(student, method, train, TrainConfig(epochs=EPOCHS, lr=1e-2, batch_size=32), accelerator=accelerator,
-                 seed=0, teacher_cache=cache if method.requires_teacher else None, desc=_id(combo))
+    result = fit(
+        student,
+        method,
+        train,
+        TrainConfig(epochs=EPOCHS, lr=1e-2, batch_size=32),
+        accelerator=accelerator,
+        seed=0,
+        teacher_cache=cache if method.requires_teacher else None,
+        desc=_id(combo),
+    )
     after = fixed_loss()
     assert len(result.history) == EPOCHS
     assert all(np.isfinite(r["train_loss"]) for r in result.history)

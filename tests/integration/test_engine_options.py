@@ -40,10 +40,13 @@ def test_accumulating_two_half_batches_equals_one_full_batch() -> None:
     full, _ = train_erm(TrainConfig(epochs=2, batch_size=16, lr=0.01))
     halves, _ = train_erm(TrainConfig(epochs=2, batch_size=8, lr=0.01, gradient_accumulation_steps=2))
     single, _ = train_erm(TrainConfig(epochs=2, batch_size=8, lr=0.01))
-    for (name, a), (_, b), (_, c) in zip(full.state_dict().items(), halves.state_dict().items(),
-                                         single.state_dict().items()):
+    for (name, a), (_, b), (_, _c) in zip(
+        full.state_dict().items(), halves.state_dict().items(), single.state_dict().items(), strict=True
+    ):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
-    assert any(not torch.allclose(a, c) for a, c in zip(full.state_dict().values(), single.state_dict().values()))
+    assert any(
+        not torch.allclose(a, c) for a, c in zip(full.state_dict().values(), single.state_dict().values(), strict=True)
+    )
 
 
 def test_clipping_happens_once_per_optimiser_step(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,15 +64,20 @@ def test_clipping_happens_once_per_optimiser_step(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(accelerator, "clip_grad_norm_", record)
     # 96 examples / batch 10 = 10 batches an epoch, accumulated 3 at a time → 4 optimiser steps an epoch
-    train_erm(TrainConfig(epochs=2, batch_size=10, lr=0.01, max_grad_norm=0.05, gradient_accumulation_steps=3),
-              accelerator)
+    train_erm(
+        TrainConfig(epochs=2, batch_size=10, lr=0.01, max_grad_norm=0.05, gradient_accumulation_steps=3), accelerator
+    )
     assert len(norms) == 8
 
 
 def test_biases_and_norm_weights_get_no_weight_decay() -> None:
     layer, norm = torch.nn.Linear(3, 2), torch.nn.LayerNorm(2)
-    named = [("layer.weight", layer.weight), ("layer.bias", layer.bias), ("norm.weight", norm.weight),
-             ("norm.bias", norm.bias)]
+    named = [
+        ("layer.weight", layer.weight),
+        ("layer.bias", layer.bias),
+        ("norm.weight", norm.weight),
+        ("norm.bias", norm.bias),
+    ]
     optimizer = build_optimizer(named, TrainConfig(weight_decay=0.1, optimizer="adamw"))
     decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0.1 for p in g["params"]}
     assert decayed == {id(layer.weight)}

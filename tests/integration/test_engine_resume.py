@@ -45,9 +45,17 @@ def run_fit(method_name: str, checkpoint: Path, crash_at: int | None = None, **t
     train, teacher = data()
     torch.manual_seed(1)
     model = build_model({"name": "mlp", "hidden": [8, 6]}, INFO, where="m")
-    context = MethodContext(INFO, train, val=train, teacher_train=teacher, teacher_val=teacher, num_epochs=4,
-                            student_taps=tuple(model.tap_names), student_tap_dims={"hidden1": 8, "hidden2": 6},
-                            student_embedding_dim=6)
+    context = MethodContext(
+        INFO,
+        train,
+        val=train,
+        teacher_train=teacher,
+        teacher_val=teacher,
+        num_epochs=4,
+        student_taps=tuple(model.tap_names),
+        student_tap_dims={"hidden1": 8, "hidden2": 6},
+        student_embedding_dim=6,
+    )
     method = build_method(MethodConfig.model_validate(METHODS[method_name]), context, "m")
     calls = {"n": 0}
 
@@ -62,9 +70,19 @@ def run_fit(method_name: str, checkpoint: Path, crash_at: int | None = None, **t
         return {"val_acc": float(correct.mean()), "val_worst_group_acc": min(groups)}
 
     train_config = TrainConfig(**(train_options or dict(epochs=4, batch_size=16, lr=0.01)))
-    result = fit(model, method, train, train_config, accelerator=make_accelerator("cpu"),
-                 seed=0, teacher_cache=teacher, validate=validate, select="val_worst_group_acc", desc=method_name,
-                 checkpoint=checkpoint)
+    result = fit(
+        model,
+        method,
+        train,
+        train_config,
+        accelerator=make_accelerator("cpu"),
+        seed=0,
+        teacher_cache=teacher,
+        validate=validate,
+        select="val_worst_group_acc",
+        desc=method_name,
+        checkpoint=checkpoint,
+    )
     return model, result
 
 
@@ -77,7 +95,7 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_fit(tmp_path: Path, met
     strip = lambda history: [{k: v for k, v in e.items()} for e in history]  # noqa: E731
     assert strip(resumed.history) == strip(straight.history)
     assert resumed.best_epoch == straight.best_epoch
-    for (name, a), (_, b) in zip(straight_model.state_dict().items(), resumed_model.state_dict().items()):
+    for (name, a), (_, b) in zip(straight_model.state_dict().items(), resumed_model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -89,7 +107,7 @@ def test_resume_restores_the_learning_rate_schedule(tmp_path: Path, method_name:
     assert torch.load(tmp_path / "crashed.pt", weights_only=True)["scheduler"]["last_epoch"] == 16
     resumed_model, resumed = run_fit(method_name, tmp_path / "crashed.pt", **COSINE)
     assert resumed.history == straight.history
-    for (name, a), (_, b) in zip(straight_model.state_dict().items(), resumed_model.state_dict().items()):
+    for (name, a), (_, b) in zip(straight_model.state_dict().items(), resumed_model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     # 120 examples / 16 = 8 steps an epoch, 32 in all, 8 of warm-up; after epoch e the schedule is at step 8e:
     # cosine progress (8e - 8) / 24 → 0.01 * (1 + cos(pi * progress)) / 2 = 0.01, 0.0075, 0.0025, 0

@@ -42,8 +42,12 @@ def test_corrupted_teacher_checkpoint(tmp_path: Path, monkeypatch, capsys) -> No
     broken.write_bytes(b"PK\x03\x04 this is not a checkpoint" + bytes(range(256)))
     config = config_file(tmp_path / "c.yaml", teacher={**TINY["teacher"], "checkpoint": str(broken)})
     runs = tmp_path / "runs"
-    expect_user_error(monkeypatch, capsys, ["run", str(config), "--output", str(runs)],
-                      f"teacher.checkpoint {broken}: not a readable checkpoint")
+    expect_user_error(
+        monkeypatch,
+        capsys,
+        ["run", str(config), "--output", str(runs)],
+        f"teacher.checkpoint {broken}: not a readable checkpoint",
+    )
     assert not runs.exists() or not any(runs.iterdir()), "no half-written run directory is left behind"
 
 
@@ -62,16 +66,18 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path: Path, monkeypatch, 
     hostile = tmp_path / "teacher.pt"
     torch.save({"state_dict": _RunsCode(marker)}, hostile)
     config = config_file(tmp_path / "c.yaml", teacher={**TINY["teacher"], "checkpoint": str(hostile)})
-    expect_user_error(monkeypatch, capsys, ["run", str(config), "--output", str(tmp_path / "runs")],
-                      "not a readable checkpoint")
+    expect_user_error(
+        monkeypatch, capsys, ["run", str(config), "--output", str(tmp_path / "runs")], "not a readable checkpoint"
+    )
     assert not marker.exists(), "weights_only loading must not execute anything from the file"
 
 
 def test_teacher_checkpoint_path_is_resolved_and_reported(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     config = config_file(tmp_path / "c.yaml", teacher={**TINY["teacher"], "checkpoint": "models/../teacher.pt"})
-    expect_user_error(monkeypatch, capsys, ["run", str(config), "--dry-run"],
-                      f"file not found: {tmp_path.resolve() / 'teacher.pt'}")
+    expect_user_error(
+        monkeypatch, capsys, ["run", str(config), "--dry-run"], f"file not found: {tmp_path.resolve() / 'teacher.pt'}"
+    )
 
 
 @pytest.mark.parametrize("layout", ["output-is-a-file", "output-below-a-file"])
@@ -80,16 +86,22 @@ def test_output_directory_that_cannot_be_created(layout: str, tmp_path: Path, mo
     blocker.write_text("keep me\n")
     output = blocker if layout == "output-is-a-file" else blocker / "runs"
     config = config_file(tmp_path / "c.yaml")
-    expect_user_error(monkeypatch, capsys, ["run", str(config), "--output", str(output)],
-                      f"output: {blocker.resolve()}" if layout == "output-is-a-file" else "is not a directory")
+    expect_user_error(
+        monkeypatch,
+        capsys,
+        ["run", str(config), "--output", str(output)],
+        f"output: {blocker.resolve()}" if layout == "output-is-a-file" else "is not a directory",
+    )
     assert blocker.read_text() == "keep me\n"
 
 
-def test_corrupted_teacher_cache_is_rebuilt_with_a_warning(teacher_checkpoint: Path, tmp_path: Path,
-                                                           monkeypatch, capsys) -> None:
+def test_corrupted_teacher_cache_is_rebuilt_with_a_warning(
+    teacher_checkpoint: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
     cache = tmp_path / "cache"
-    config = config_file(tmp_path / "c.yaml", cache_dir=str(cache),
-                         teacher={**TINY["teacher"], "checkpoint": str(teacher_checkpoint)})
+    config = config_file(
+        tmp_path / "c.yaml", cache_dir=str(cache), teacher={**TINY["teacher"], "checkpoint": str(teacher_checkpoint)}
+    )
     assert cli(monkeypatch, "run", str(config), "--output", str(tmp_path / "first")) == 0
     (entry,) = [p for p in (cache / "teacher").iterdir() if (p / "logits.npy").is_file()]
     logits = np.load(entry / "logits.npy")
@@ -106,16 +118,19 @@ def test_corrupted_teacher_cache_is_rebuilt_with_a_warning(teacher_checkpoint: P
     assert np.isfinite(np.load(entry / "logits.npy")).all()
 
 
-def test_corrupted_training_checkpoint_on_resume(teacher_checkpoint: Path, tmp_path: Path, monkeypatch,
-                                                 capsys) -> None:
+def test_corrupted_training_checkpoint_on_resume(teacher_checkpoint: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     run_dir = tmp_path / "stopped"
     (run_dir / "checkpoints").mkdir(parents=True)
     config_file(run_dir / "config.yaml")
     start_record(run_dir, resolved_config(load_config(run_dir / "config.yaml")))  # as a fresh run writes it
     broken = run_dir / "checkpoints" / "teacher-train.pt"
     broken.write_bytes(b"\x00" * 100)
-    expect_user_error(monkeypatch, capsys, ["run", "--resume", str(run_dir)],
-                      f"checkpoint {broken.resolve()} is corrupt or not a fairdistill checkpoint")
+    expect_user_error(
+        monkeypatch,
+        capsys,
+        ["run", "--resume", str(run_dir)],
+        f"checkpoint {broken.resolve()} is corrupt or not a fairdistill checkpoint",
+    )
     assert broken.read_bytes() == b"\x00" * 100 and (run_dir / "config.yaml").is_file(), "resume deletes nothing"
 
 
@@ -138,7 +153,8 @@ def table_config(tmp_path: Path, files: dict[str, Path]) -> Path:
     return config_file(
         tmp_path / "table.yaml",
         data={"name": "csv", "label": "income", "attr": "sex", **{k: str(v) for k, v in files.items()}},
-        teacher={"train": {"epochs": 1, "batch_size": 32}}, student={"train": {"epochs": 1, "batch_size": 32}},
+        teacher={"train": {"epochs": 1, "batch_size": 32}},
+        student={"train": {"epochs": 1, "batch_size": 32}},
         methods=[{"name": "erm"}, {"name": "kd", "loss": {"kind": "kd", "tau": 2.0}}],
     )
 
@@ -174,12 +190,17 @@ def test_table_errors_through_the_command_line(tmp_path: Path, monkeypatch, caps
     broken.loc[broken.index[[4, 9]], "hours"] = np.inf
     broken.to_csv(files["test"], index=False)
     runs = tmp_path / "runs"
-    err = expect_user_error(monkeypatch, capsys, ["run", str(table_config(tmp_path, files)), "--output", str(runs)],
-                            str(files["test"].resolve()))
+    err = expect_user_error(
+        monkeypatch,
+        capsys,
+        ["run", str(table_config(tmp_path, files)), "--output", str(runs)],
+        str(files["test"].resolve()),
+    )
     assert "column 'hours' has infinite values at rows 6 (value inf), 11 (value inf)" in err  # row 1 = header
     assert not runs.exists() or not any(runs.iterdir())
     people(60, 1).drop(columns=["sex"]).to_csv(files["test"], index=False)
-    err = expect_user_error(monkeypatch, capsys, ["run", str(table_config(tmp_path, files)), "--output", str(runs)],
-                            "'sex'")
+    err = expect_user_error(
+        monkeypatch, capsys, ["run", str(table_config(tmp_path, files)), "--output", str(runs)], "'sex'"
+    )
     assert str(files["test"].resolve()) in err
     assert not runs.exists() or not any(runs.iterdir())

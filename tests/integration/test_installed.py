@@ -27,18 +27,33 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     before = _listing()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     env = {**os.environ, "PIP_NO_INDEX": "1"}  # everything needed is already here: no network
-    build = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), "."],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    build = subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), "."],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert build.returncode == 0, f"building the wheel failed (hatchling is in the dev extra):\n{build.stderr}"
     assert _listing() == before, "building a wheel left files in the checkout"
     (wheel,) = wheels.glob("fairdistill-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for shipped in ("fairdistill/configs/adult.yaml", "fairdistill/configs/kd-zoo.yaml",
-                    "fairdistill/data/files/adult/ATTRIBUTION.md", "fairdistill/data/files/adult/adult.data.gz"):
+    for shipped in (
+        "fairdistill/configs/adult.yaml",
+        "fairdistill/configs/kd-zoo.yaml",
+        "fairdistill/data/files/adult/ATTRIBUTION.md",
+        "fairdistill/data/files/adult/adult.data.gz",
+    ):
         assert shipped in names, shipped
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
-    install = subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-                             env=env, capture_output=True, text=True, timeout=120)
+    install = subprocess.run(
+        [*pip, "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert install.returncode == 0, install.stderr
     return target
 
@@ -51,8 +66,9 @@ def _listing() -> set[str]:
 def fairdistill(target: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``fairdistill ARGS`` run from ``cwd`` with only the installed copy importable (PYTHONPATH=target)."""
     env = {**os.environ, "PYTHONPATH": str(target)}
-    return subprocess.run([sys.executable, "-c", RUN_MAIN, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", RUN_MAIN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture()
@@ -64,8 +80,14 @@ def empty(tmp_path: Path) -> Path:
 
 def test_installed_copy_is_the_one_imported(installed: Path, empty: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(installed)}
-    where = subprocess.run([sys.executable, "-c", "import fairdistill; print(fairdistill.__file__)"], cwd=empty,
-                           env=env, capture_output=True, text=True, timeout=60)
+    where = subprocess.run(
+        [sys.executable, "-c", "import fairdistill; print(fairdistill.__file__)"],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).resolve().is_relative_to(installed.resolve()), where.stdout
     assert not Path(where.stdout.strip()).resolve().is_relative_to(ROOT / "src")

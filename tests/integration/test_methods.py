@@ -15,8 +15,11 @@ from fairdistill.errors import ConfigError
 from fairdistill.experiment import dry_run, run
 
 TINY = [
-    "data.max_examples=300", "teacher.model={name: cnn, width: 8, blocks: 2}", "teacher.train.epochs=2",
-    "student.model={name: cnn, width: 4, blocks: 2}", "student.train.epochs=3",
+    "data.max_examples=300",
+    "teacher.model={name: cnn, width: 8, blocks: 2}",
+    "teacher.train.epochs=2",
+    "student.model={name: cnn, width: 4, blocks: 2}",
+    "student.train.epochs=3",
 ]
 
 
@@ -30,7 +33,15 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_default_method_trains_and_is_evaluated(default_run: Path) -> None:
     metrics = json.loads((default_run / "metrics.json").read_text())
     assert list(metrics["models"]) == [
-        "teacher", "erm", "kd", "dedier", "dedier-laplace", "teachers-pet", "adversarial", "groupdro"]
+        "teacher",
+        "erm",
+        "kd",
+        "dedier",
+        "dedier-laplace",
+        "teachers-pet",
+        "adversarial",
+        "groupdro",
+    ]
     for name, model in metrics["models"].items():
         assert 0.0 <= model["splits"]["test"]["accuracy"] <= 1.0, name
 
@@ -66,17 +77,24 @@ def test_adult_runs_with_the_modality_defaults_and_first_tap() -> None:
 
 
 def test_unknown_tap_is_one_clear_error(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(sys, "argv", ["fairdistill", "run", "--dry-run", "--set", "methods.dedier.weighting.tap=block9"])
+    monkeypatch.setattr(
+        sys, "argv", ["fairdistill", "run", "--dry-run", "--set", "methods.dedier.weighting.tap=block9"]
+    )
     with pytest.raises(SystemExit) as exit_info:
         main()
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
-    assert "methods.2(dedier).weighting.tap: the student (cnn) has no tap 'block9'; its taps: block1, block2, block3" in err
+    assert (
+        "methods.2(dedier).weighting.tap: the student (cnn) has no tap 'block9'; its taps: block1, block2, block3"
+        in err
+    )
     assert "Traceback" not in err
 
 
 def test_unknown_weighting_and_mixing_kinds_list_the_choices() -> None:
-    with pytest.raises(ConfigError, match=r"unknown weighting 'early-exit'.*early-readout, group-balanced, groupdro, jtt"):
+    with pytest.raises(
+        ConfigError, match=r"unknown weighting 'early-exit'.*early-readout, group-balanced, groupdro, jtt"
+    ):
         dry_run(load_config(None, ["methods.dedier.weighting.kind=early-exit"]))
     with pytest.raises(ConfigError, match=r"unknown mixing 'per-class'.*adaptive-margin, per-group-alpha"):
         dry_run(load_config(None, ["methods.teachers-pet.mixing.kind=per-class"]))
@@ -85,11 +103,16 @@ def test_unknown_weighting_and_mixing_kinds_list_the_choices() -> None:
 
 
 def test_jtt_runs_two_stages(tmp_path: Path) -> None:
-    config = load_config(None, [
-        *TINY, f"output={tmp_path}", "student.train.epochs=3",
-        "methods=[{name: jtt, loss: {kind: erm}, weighting: {kind: jtt, identify_epochs: 1, upweight: 4}},"
-        " {name: balanced, loss: {kind: kd}, weighting: {kind: group-balanced}}]",
-    ])
+    config = load_config(
+        None,
+        [
+            *TINY,
+            f"output={tmp_path}",
+            "student.train.epochs=3",
+            "methods=[{name: jtt, loss: {kind: erm}, weighting: {kind: jtt, identify_epochs: 1, upweight: 4}},"
+            " {name: balanced, loss: {kind: kd}, weighting: {kind: group-balanced}}]",
+        ],
+    )
     metrics = run(config).metrics["models"]
     jtt = metrics["jtt"]
     assert jtt["selected_epoch"] >= 2  # the identification epoch is not eligible

@@ -18,12 +18,15 @@ from fairdistill.progress import Progress, duration
 
 pytestmark = pytest.mark.slow
 
-EPOCH_LINE = re.compile(r"^\[(\d+)/(\d+)\] (\S+) epoch (\d+)/(\d+)  loss \d+\.\d+  val_acc \d+\.\d+  "
-                        r"val_wga \d+\.\d+.*\| \d+/\d+ epochs, .* elapsed")
+EPOCH_LINE = re.compile(
+    r"^\[(\d+)/(\d+)\] (\S+) epoch (\d+)/(\d+)  loss \d+\.\d+  val_acc \d+\.\d+  "
+    r"val_wga \d+\.\d+.*\| \d+/\d+ epochs, .* elapsed"
+)
 
 
-def _piped_run(tmp_path: Path, *flags: str, epochs: int = 1, methods: list | None = None
-               ) -> subprocess.CompletedProcess[str]:
+def _piped_run(
+    tmp_path: Path, *flags: str, epochs: int = 1, methods: list | None = None
+) -> subprocess.CompletedProcess[str]:
     """``fairdistill run`` on the tiny config in a subprocess, stdout and stderr piped."""
     config = {**TINY_RUN, "output": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache")}
     for role in ("teacher", "student"):
@@ -34,8 +37,13 @@ def _piped_run(tmp_path: Path, *flags: str, epochs: int = 1, methods: list | Non
     path = tiny_config(tmp_path / "tiny.yaml", config)
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TQDM_DISABLE")}
     env.update(OMP_NUM_THREADS="1", MPLCONFIGDIR=str(tmp_path / "mpl"), FAIRDISTILL_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, "-m", "fairdistill.cli", "run", str(path), *flags], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "fairdistill.cli", "run", str(path), *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     return done
 
@@ -50,15 +58,21 @@ def test_piped_output_has_per_epoch_lines(normal: subprocess.CompletedProcess[st
     lines = normal.stderr.splitlines()
     epoch_lines = [line for line in lines if EPOCH_LINE.match(line)]
     seen = [EPOCH_LINE.match(line).group(1, 2, 3, 4, 5) for line in epoch_lines]  # type: ignore[union-attr]
-    assert seen == [("1", "3", "teacher", "1", "2"), ("1", "3", "teacher", "2", "2"), ("2", "3", "erm", "1", "2"),
-                    ("2", "3", "erm", "2", "2"), ("3", "3", "kd", "1", "2"), ("3", "3", "kd", "2", "2")], lines
+    assert seen == [
+        ("1", "3", "teacher", "1", "2"),
+        ("1", "3", "teacher", "2", "2"),
+        ("2", "3", "erm", "1", "2"),
+        ("2", "3", "erm", "2", "2"),
+        ("3", "3", "kd", "1", "2"),
+        ("3", "3", "kd", "2", "2"),
+    ], lines
     assert "ETA" in epoch_lines[0] and "6/6 epochs" in epoch_lines[-1], epoch_lines
     first_epoch = lines.index(epoch_lines[0])
     run_dir = next(i for i, line in enumerate(lines) if line.startswith("run directory: "))
     plan = next(i for i, line in enumerate(lines) if line.startswith("methods:"))
     assert plan < run_dir < first_epoch, lines
     assert lines[run_dir].removeprefix("run directory: ") in normal.stdout  # the same directory as at the end
-    assert any(line.startswith("[3/3] kd: ") for line in lines[:lines.index(epoch_lines[4])]), lines
+    assert any(line.startswith("[3/3] kd: ") for line in lines[: lines.index(epoch_lines[4])]), lines
     for phase in ("teacher outputs", "evaluating 3 models", "report: "):
         assert any(line.startswith(phase) for line in lines), (phase, lines)
 
@@ -81,8 +95,12 @@ def test_quiet_and_verbose(tmp_path: Path, normal: subprocess.CompletedProcess[s
 
 
 def test_quiet_and_verbose_together_is_a_user_error(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "fairdistill.cli", "run", "-q", "-v", "--dry-run"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "fairdistill.cli", "run", "-q", "-v", "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "contradict" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 

@@ -35,33 +35,49 @@ RUN = {
     "name": "rep",
     "seeds": SEEDS,
     "data": {"name": "colored-mnist", "max_examples": 500},
-    "teacher": {"model": {"name": "cnn", "width": 6, "blocks": 2},
-                "train": {"epochs": 1, "batch_size": 50, "lr": 0.01}},
-    "student": {"model": {"name": "cnn", "width": 4, "blocks": 2},
-                "train": {"epochs": 2, "batch_size": 50, "lr": 0.01}},
+    "teacher": {
+        "model": {"name": "cnn", "width": 6, "blocks": 2},
+        "train": {"epochs": 1, "batch_size": 50, "lr": 0.01},
+    },
+    "student": {
+        "model": {"name": "cnn", "width": 4, "blocks": 2},
+        "train": {"epochs": 2, "batch_size": 50, "lr": 0.01},
+    },
     "methods": [
         {"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}},
-        {"name": "dedier", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
-         "weighting": {"kind": "early-readout", "score": "margin", "beta": 3.0, "alpha": 0.2}},
+        {
+            "name": "dedier",
+            "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
+            "weighting": {"kind": "early-readout", "score": "margin", "beta": 3.0, "alpha": 0.2},
+        },
     ],
 }
 MODELS = ["teacher", "kd", "dedier"]
 #: The figure files the report writes for a run with a trained teacher and two students (report/plots.py).
-FIGURES = {"pareto", "recall_disparity", "group_accuracy", "confidence_margins", "student_error_margins",
-           "reliability", "training_curves"}
+FIGURES = {
+    "pareto",
+    "recall_disparity",
+    "group_accuracy",
+    "confidence_margins",
+    "student_error_margins",
+    "reliability",
+    "training_curves",
+}
 #: The comparison table's score columns: (header, metrics key, higher is better) — as documented in the issue.
 COLUMNS = [
-    ("accuracy", "accuracy", True), ("worst-group acc", "worst_group_accuracy", True),
-    ("balanced acc", "balanced_accuracy", True), ("macro F1", "macro_f1", True),
-    ("recall disparity MAD", "recall_disparity_mad", False), ("EO diff", "eo_difference", False),
-    ("DP diff", "dp_difference", False), ("ECE", "ece", False),
+    ("accuracy", "accuracy", True),
+    ("worst-group acc", "worst_group_accuracy", True),
+    ("balanced acc", "balanced_accuracy", True),
+    ("macro F1", "macro_f1", True),
+    ("recall disparity MAD", "recall_disparity_mad", False),
+    ("EO diff", "eo_difference", False),
+    ("DP diff", "dp_difference", False),
+    ("ECE", "ece", False),
 ]
 HALF_UNIT = 5e-5 + 1e-9  # a value printed with 4 decimals is within this of the exact one
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-
 
 
 def cli_out(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
@@ -102,7 +118,7 @@ def recall_disparity_mad(f: pd.DataFrame) -> float:
 def md_section(md: str, heading: str) -> str:
     start = md.index(f"## {heading}\n")
     end = md.find("\n## ", start + 1)
-    return md[start: end if end >= 0 else len(md)]
+    return md[start : end if end >= 0 else len(md)]
 
 
 def md_table(text: str) -> list[list[str]]:
@@ -132,8 +148,12 @@ class PageParser(HTMLParser):
         attributes = dict(attrs)
         self.tags.append((tag, attributes))
         if tag == "table":
-            table = {"id": attributes.get("id"), "class": attributes.get("class") or "", "rows": [],
-                     "position": len(self.tags)}
+            table = {
+                "id": attributes.get("id"),
+                "class": attributes.get("class") or "",
+                "rows": [],
+                "position": len(self.tags),
+            }
             self.tables.append(table)
             self._open.append(table)
         elif tag == "tr" and self._open:
@@ -208,7 +228,9 @@ def metrics(run_dir: Path) -> dict[str, Any]:
 def sweep(root: Path, run_dir: Path) -> tuple[Path, str]:
     """A two-point sweep over the KD temperature, one seed, the teacher loaded from the run above."""
     raw = {
-        "name": "swp", "seed": 0, "data": RUN["data"],
+        "name": "swp",
+        "seed": 0,
+        "data": RUN["data"],
         "teacher": {"model": RUN["teacher"]["model"], "checkpoint": str(run_dir / "checkpoints/seed0/teacher.pt")},
         "student": RUN["student"],
         "methods": [{"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}}],
@@ -216,8 +238,9 @@ def sweep(root: Path, run_dir: Path) -> tuple[Path, str]:
     config = root / "swp.yaml"
     config.write_text(yaml.safe_dump(raw))
     with pytest.MonkeyPatch.context() as mp:
-        code, out = cli_out(mp, "sweep", str(config), "--grid", "methods.kd.loss.tau=1,4",
-                            "--output", str(root / "sweeps"))
+        code, out = cli_out(
+            mp, "sweep", str(config), "--grid", "methods.kd.loss.tau=1,4", "--output", str(root / "sweeps")
+        )
     assert code == 0, out
     (path,) = list((root / "sweeps").iterdir())
     return path, out
@@ -274,7 +297,7 @@ def test_tables_show_mean_plus_minus_sample_std(run_dir: Path) -> None:
         assert header[4:] == [title for title, _, _ in COLUMNS]
         assert [r[0] for r in rows[1:]] == MODELS
     assert "±" in md
-    for name, md_row, html_row in zip(MODELS, md_rows[1:], html_rows[1:]):
+    for name, md_row, html_row in zip(MODELS, md_rows[1:], html_rows[1:], strict=True):
         assert md_row == html_row  # report.md and report.html show the same comparison table
         for column, values in (
             ("accuracy", [accuracy(frame(run_dir, name, s)) for s in SEEDS]),
@@ -301,8 +324,10 @@ def test_amplification_table_in_both_reports(run_dir: Path) -> None:
     assert list(rows) == ["teacher", "kd", "dedier"]
     cell = re.compile(r"^(\S+) Δ (\S+) \[(\S+), (\S+)\]$")
     for student in ("kd", "dedier"):
-        for title, measure in (("recall disparity MAD", recall_disparity_mad),
-                               ("1 − WGA", lambda f: 1.0 - worst_group_accuracy(f))):
+        for title, measure in (
+            ("recall disparity MAD", recall_disparity_mad),
+            ("1 − WGA", lambda f: 1.0 - worst_group_accuracy(f)),
+        ):
             t = np.array([measure(frame(run_dir, "teacher", s)) for s in SEEDS])
             s_ = np.array([measure(frame(run_dir, student, s)) for s in SEEDS])
             column = header.index(title)
@@ -340,8 +365,9 @@ def test_report_html_is_self_contained_and_ordered(run_dir: Path) -> None:
     assert tables[0]["id"] == "comparison-test" and "sortable" in tables[0]["class"].split()
     assert tables[1]["id"] == "amplification"
     position = {attrs.get("id"): i for i, (_, attrs) in enumerate(page.tags, 1) if attrs.get("id")}
-    first_figure = next(i for i, (tag, attrs) in enumerate(page.tags, 1)
-                        if tag == "figure" and attrs.get("id") != "fig-pareto")
+    first_figure = next(
+        i for i, (tag, attrs) in enumerate(page.tags, 1) if tag == "figure" and attrs.get("id") != "fig-pareto"
+    )
     assert position["verdict"] < position["fig-pareto"] < tables[0]["position"] < tables[1]["position"] < first_figure
     figure_ids = [attrs["id"] for tag, attrs in page.tags if tag == "figure"]
     assert {i.removeprefix("fig-") for i in figure_ids} == FIGURES
@@ -405,16 +431,23 @@ def _broken_dirs(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("command", ["report", "compare-a", "compare-b"])
-@pytest.mark.parametrize("case,message", [
-    ("missing", "run directory not found"),
-    ("empty", "no metrics.json"),
-    ("garbled", "not valid JSON"),
-])
-def test_report_and_compare_refuse_non_run_dirs(tmp_path: Path, monkeypatch, capsys, run_dir: Path,
-                                                command: str, case: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("missing", "run directory not found"),
+        ("empty", "no metrics.json"),
+        ("garbled", "not valid JSON"),
+    ],
+)
+def test_report_and_compare_refuse_non_run_dirs(
+    tmp_path: Path, monkeypatch, capsys, run_dir: Path, command: str, case: str, message: str
+) -> None:
     bad = _broken_dirs(tmp_path)[case]
-    args = {"report": ["report", str(bad)], "compare-a": ["compare", str(bad), str(run_dir)],
-            "compare-b": ["compare", str(run_dir), str(bad)]}[command]
+    args = {
+        "report": ["report", str(bad)],
+        "compare-a": ["compare", str(bad), str(run_dir)],
+        "compare-b": ["compare", str(run_dir), str(bad)],
+    }[command]
     code = cli(monkeypatch, *args)
     err = capsys.readouterr().err
     assert code == 2
@@ -450,7 +483,7 @@ def test_sweep_directory(sweep: tuple[Path, str]) -> None:
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")]
     by_key = {(r[0], r[1]): r for r in rows}
     assert set(by_key) == {(label, model) for label in ("1", "4") for model in ("teacher", "kd")}
-    for label, path in zip(("1", "4"), runs):
+    for label, path in zip(("1", "4"), runs, strict=True):
         for model in ("teacher", "kd"):
             f = frame(path, model, None)
             assert abs(float(by_key[(label, model)][2]) - accuracy(f)) <= HALF_UNIT
@@ -541,8 +574,17 @@ def artifacts_dir() -> Path:
 
 
 def headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [browser, "--headless", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage",
-               "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}", *args]
+    command = [
+        browser,
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
@@ -551,8 +593,10 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
     """Run by ``make test-browser`` (``-m browser``), not by ``make test``; without a browser it fails."""
     browser = find_browser()
     if browser is None:
-        pytest.fail("no Chromium found: install the chromium package (`make test-browser` tries to, as .ci/run "
-                    "does) or point FAIRDISTILL_CHROMIUM at a Chromium or Chrome binary")
+        pytest.fail(
+            "no Chromium found: install the chromium package (`make test-browser` tries to, as .ci/run "
+            "does) or point FAIRDISTILL_CHROMIUM at a Chromium or Chrome binary"
+        )
     source = (run_dir / "report.html").read_text()
     expected_images = source.count("<img ")
     probe = tmp_path / "report-probe.html"
@@ -573,7 +617,13 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
 
     shot = artifacts_dir() / "report.png"
     shot.unlink(missing_ok=True)
-    done = headless(browser, tmp_path / "profile", "--virtual-time-budget=5000", "--window-size=1280,2000",
-                    f"--screenshot={shot}", (run_dir / "report.html").as_uri())
+    done = headless(
+        browser,
+        tmp_path / "profile",
+        "--virtual-time-budget=5000",
+        "--window-size=1280,2000",
+        f"--screenshot={shot}",
+        (run_dir / "report.html").as_uri(),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert assert_png(shot, min_side=1000) == (1280, 2000)

@@ -27,8 +27,11 @@ CONFIG = {
     "student": {"model": {"name": "cnn", "width": 4, "blocks": 2}, "train": {"epochs": 3, "batch_size": 50}},
     "methods": [
         {"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}},
-        {"name": "dedier", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
-         "weighting": {"kind": "early-readout", "score": "margin", "beta": 3.0, "alpha": 0.2}},
+        {
+            "name": "dedier",
+            "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
+            "weighting": {"kind": "early-readout", "score": "margin", "beta": 3.0, "alpha": 0.2},
+        },
     ],
 }
 TIMING_KEYS = {"train_seconds", "seconds", "started"}
@@ -42,8 +45,6 @@ def without_timings(value: Any) -> Any:
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value
-
-
 
 
 def only_run_dir(parent: Path) -> Path:
@@ -76,8 +77,9 @@ def steps_per_epoch(run_dir: Path) -> int:
     return math.ceil(train / CONFIG["teacher"]["train"]["batch_size"])
 
 
-def test_same_config_and_seed_give_identical_results(reference: Path, config_path: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_config_and_seed_give_identical_results(
+    reference: Path, config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert cli(monkeypatch, "run", str(config_path), "--output", str(tmp_path)) == 0
     again = only_run_dir(tmp_path)
     first, second = metrics_of(reference), metrics_of(again)
@@ -92,7 +94,10 @@ def crash(config_path: Path, parent: Path, stage: str, at_call: int) -> Path:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     completed = subprocess.run(
         [sys.executable, str(CRASHER), stage, str(at_call), "--", "run", str(config_path), "--output", str(parent)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == -signal.SIGKILL, completed.stderr[-2000:]
     return only_run_dir(parent)

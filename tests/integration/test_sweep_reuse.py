@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cli_runner import expect_user_error, run_cli, tiny_config
 from PIL import Image
 
+from cli_runner import expect_user_error, run_cli, tiny_config
 from fairdistill import experiment
 
 METHODS = [
@@ -52,8 +52,9 @@ def test_sweep_trains_the_teacher_once_and_each_unchanged_method_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fits: collections.Counter
 ) -> None:
     config = tiny_config(tmp_path / "sweep.yaml", methods=METHODS)
-    code = run_cli(monkeypatch, "sweep", str(config), "--grid", "methods.kd.loss.tau=1,2,4",
-                   "--output", str(tmp_path / "sweeps"))
+    code = run_cli(
+        monkeypatch, "sweep", str(config), "--grid", "methods.kd.loss.tau=1,2,4", "--output", str(tmp_path / "sweeps")
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert fits == {"teacher": 1, "kd": 3, "erm": 1, "soft": 1}
@@ -115,8 +116,15 @@ def test_a_point_that_changes_no_model_makes_no_run(
 ) -> None:
     config = tiny_config(tmp_path / "sweep.yaml")
     cache_a, cache_b = tmp_path / "cache-a", tmp_path / "cache-b"
-    code = run_cli(monkeypatch, "sweep", str(config), "--grid", f"cache_dir={cache_a},{cache_b}",
-                   "--output", str(tmp_path / "sweeps"))
+    code = run_cli(
+        monkeypatch,
+        "sweep",
+        str(config),
+        "--grid",
+        f"cache_dir={cache_a},{cache_b}",
+        "--output",
+        str(tmp_path / "sweeps"),
+    )
     assert code == 0, capsys.readouterr().err
     assert fits == {"teacher": 1, "kd": 1}
     sweep_dir = _only_dir(tmp_path / "sweeps")
@@ -143,17 +151,27 @@ def test_methods_option_keeps_the_named_methods(
 
 @pytest.mark.parametrize("command", ["run", "sweep"])
 def test_methods_option_refuses_an_unknown_name(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fits: collections.Counter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fits: collections.Counter,
     command: str,
 ) -> None:
     config = tiny_config(tmp_path / "run.yaml", methods=METHODS)
     grid = ["--grid", "seed=0,1"] if command == "sweep" else []
-    expect_user_error(monkeypatch, capsys,
-                      [command, str(config), "--methods", "kd,dedeir", *grid, "--output", str(tmp_path / "out")],
-                      "--methods: no method named 'dedeir'", "its methods: kd, erm, soft")
-    expect_user_error(monkeypatch, capsys,
-                      [command, str(config), "--methods", ",", *grid, "--output", str(tmp_path / "out")],
-                      "--methods: give at least one method name")
+    expect_user_error(
+        monkeypatch,
+        capsys,
+        [command, str(config), "--methods", "kd,dedeir", *grid, "--output", str(tmp_path / "out")],
+        "--methods: no method named 'dedeir'",
+        "its methods: kd, erm, soft",
+    )
+    expect_user_error(
+        monkeypatch,
+        capsys,
+        [command, str(config), "--methods", ",", *grid, "--output", str(tmp_path / "out")],
+        "--methods: give at least one method name",
+    )
     assert not fits
     assert not (tmp_path / "out").exists()
 
@@ -163,8 +181,17 @@ def test_sweep_with_methods_filter(
 ) -> None:
     """--methods on a sweep: the dropped methods are neither trained nor listed; a seed axis retrains everything."""
     config = tiny_config(tmp_path / "sweep.yaml", methods=METHODS)
-    code = run_cli(monkeypatch, "sweep", str(config), "--methods", "erm", "--grid", "seed=0,1",
-                   "--output", str(tmp_path / "sweeps"))
+    code = run_cli(
+        monkeypatch,
+        "sweep",
+        str(config),
+        "--methods",
+        "erm",
+        "--grid",
+        "seed=0,1",
+        "--output",
+        str(tmp_path / "sweeps"),
+    )
     assert code == 0, capsys.readouterr().err
     assert fits == {"teacher": 2, "erm": 2}
     document = json.loads((_only_dir(tmp_path / "sweeps") / "sweep.json").read_text())
@@ -177,9 +204,21 @@ def test_sweep_refuses_a_grid_over_a_method_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fits: collections.Counter
 ) -> None:
     config = tiny_config(tmp_path / "sweep.yaml", methods=METHODS)
-    expect_user_error(monkeypatch, capsys, ["sweep", str(config), "--methods", "erm", "--grid",
-                                            "methods.kd.loss.tau=1,2", "--output", str(tmp_path / "out")],
-                      "--grid methods.kd.loss.tau: method 'kd' is left out by --methods")
+    expect_user_error(
+        monkeypatch,
+        capsys,
+        [
+            "sweep",
+            str(config),
+            "--methods",
+            "erm",
+            "--grid",
+            "methods.kd.loss.tau=1,2",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        "--grid methods.kd.loss.tau: method 'kd' is left out by --methods",
+    )
     assert not fits
 
 
@@ -189,8 +228,9 @@ def test_several_seeds_reuse_each_seeds_teacher_and_the_unchanged_methods(
     """With several seeds each seed's teacher is reloaded through ``teacher.checkpoint: .../seed{seed}/teacher.pt``;
     the unswept method trains once per seed, the swept one once per seed and point."""
     config = tiny_config(tmp_path / "sweep.yaml", methods=METHODS[:2], seeds=[0, 1])
-    code = run_cli(monkeypatch, "sweep", str(config), "--grid", "methods.kd.loss.tau=1,2",
-                   "--output", str(tmp_path / "sweeps"))
+    code = run_cli(
+        monkeypatch, "sweep", str(config), "--grid", "methods.kd.loss.tau=1,2", "--output", str(tmp_path / "sweeps")
+    )
     assert code == 0, capsys.readouterr().err
     assert fits == {"teacher": 2, "kd": 4, "erm": 2}
     sweep_dir = _only_dir(tmp_path / "sweeps")
@@ -201,8 +241,10 @@ def test_several_seeds_reuse_each_seeds_teacher_and_the_unchanged_methods(
     second_metrics = json.loads((sweep_dir / second["run_dir"] / "metrics.json").read_text())
     first_metrics = json.loads((sweep_dir / first["run_dir"] / "metrics.json").read_text())
     for seed in ("0", "1"):  # the reloaded teachers are the same models: same test predictions, same metrics
-        assert second_metrics["models"]["teacher"]["seeds"][seed]["splits"]["test"] == \
-            first_metrics["models"]["teacher"]["seeds"][seed]["splits"]["test"]
+        assert (
+            second_metrics["models"]["teacher"]["seeds"][seed]["splits"]["test"]
+            == first_metrics["models"]["teacher"]["seeds"][seed]["splits"]["test"]
+        )
 
 
 def test_tradeoff_plot_keeps_labels_apart_and_shows_the_front_in_the_legend(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,12 +258,31 @@ def test_tradeoff_plot_keeps_labels_apart_and_shows_the_front_in_the_legend(monk
     points = []
     for k, label in enumerate(["0", "0.5", "1"]):
         points += [
-            {"label": label, "model": "teacher", "role": "teacher", "accuracy": 0.85, "recall_disparity_mad": 0.2,
-             "worst_group_accuracy": 0.6, "interval": {"accuracy": [0.83, 0.87], "recall_disparity_mad": [0.17, 0.23]}},
-            {"label": label, "model": "kd", "role": "student", "accuracy": 0.85, "recall_disparity_mad": 0.2,
-             "worst_group_accuracy": 0.6},
-            {"label": label, "model": "adv", "role": "student", "accuracy": 0.80 + 0.001 * k,
-             "recall_disparity_mad": 0.15 + 0.0005 * k, "worst_group_accuracy": 0.55 + 0.001 * k},
+            {
+                "label": label,
+                "model": "teacher",
+                "role": "teacher",
+                "accuracy": 0.85,
+                "recall_disparity_mad": 0.2,
+                "worst_group_accuracy": 0.6,
+                "interval": {"accuracy": [0.83, 0.87], "recall_disparity_mad": [0.17, 0.23]},
+            },
+            {
+                "label": label,
+                "model": "kd",
+                "role": "student",
+                "accuracy": 0.85,
+                "recall_disparity_mad": 0.2,
+                "worst_group_accuracy": 0.6,
+            },
+            {
+                "label": label,
+                "model": "adv",
+                "role": "student",
+                "accuracy": 0.80 + 0.001 * k,
+                "recall_disparity_mad": 0.15 + 0.0005 * k,
+                "worst_group_accuracy": 0.55 + 0.001 * k,
+            },
         ]
     plots.tradeoff_png(points, "toy")
     (fig,) = drawn
@@ -231,7 +292,10 @@ def test_tradeoff_plot_keeps_labels_apart_and_shows_the_front_in_the_legend(monk
         texts = {t.get_text(): t for t in ax.texts}
         assert set(texts) == {"teacher, kd: every point", "0", "0.5", "1"}
         boxes = [t.get_window_extent(renderer) for t in texts.values()]
-        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
-        markers = {c.get_label(): c.get_paths()[0].vertices.tobytes() for c in ax.collections if c.get_label() in
-                   ("teacher", "kd", "adv")}
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+        markers = {
+            c.get_label(): c.get_paths()[0].vertices.tobytes()
+            for c in ax.collections
+            if c.get_label() in ("teacher", "kd", "adv")
+        }
         assert len(set(markers.values())) == 3

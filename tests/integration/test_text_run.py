@@ -41,8 +41,6 @@ def corpus(n: int, seed: int) -> list[dict]:
     return rows
 
 
-
-
 @pytest.fixture(scope="module")
 def mnli_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("mnli")
@@ -52,25 +50,49 @@ def mnli_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def text_config(tmp_path: Path, mnli_dir: Path) -> Path:
-    bert = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-            "intermediate_size": 64}
+    bert = {
+        "model_type": "bert",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+    }
     distilbert = {"model_type": "distilbert", "dim": 16, "n_layers": 2, "n_heads": 2, "hidden_dim": 32}
     raw = {
         "name": "text",
         "seed": 0,
         "cache_dir": str(tmp_path / "cache"),
         "data": {"name": "multinli", "path": str(mnli_dir), "split": "official"},
-        "teacher": {"model": {"name": "hf", "config": bert, "tokenizer": MINILM, "max_length": 32},
-                    "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "optimizer": "adamw",
-                              "scheduler": "linear", "warmup_epochs": 0.5, "max_grad_norm": 1.0}},
-        "student": {"model": {"name": "hf", "config": distilbert, "tokenizer": MINILM, "max_length": 24},
-                    "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "optimizer": "adamw",
-                              "scheduler": "linear", "warmup_epochs": 0.5}},
+        "teacher": {
+            "model": {"name": "hf", "config": bert, "tokenizer": MINILM, "max_length": 32},
+            "train": {
+                "epochs": 2,
+                "batch_size": 16,
+                "lr": 1e-3,
+                "optimizer": "adamw",
+                "scheduler": "linear",
+                "warmup_epochs": 0.5,
+                "max_grad_norm": 1.0,
+            },
+        },
+        "student": {
+            "model": {"name": "hf", "config": distilbert, "tokenizer": MINILM, "max_length": 24},
+            "train": {
+                "epochs": 2,
+                "batch_size": 16,
+                "lr": 1e-3,
+                "optimizer": "adamw",
+                "scheduler": "linear",
+                "warmup_epochs": 0.5,
+            },
+        },
         "methods": [
             {"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}},
-            {"name": "dedier", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
-             "weighting": {"kind": "early-readout", "tap": "layer:1", "score": "margin", "beta": 3.0,
-                           "alpha": 0.2}},
+            {
+                "name": "dedier",
+                "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
+                "weighting": {"kind": "early-readout", "tap": "layer:1", "score": "margin", "beta": 3.0, "alpha": 0.2},
+            },
         ],
     }
     path = tmp_path / "text.yaml"
@@ -94,8 +116,10 @@ def test_text_run_end_to_end(mnli_dir: Path, tmp_path: Path, monkeypatch) -> Non
     # test split = the 60 mismatched pairs; group counts agree with the corpus written above
     rows = corpus(60, 2)
     negated = [any(w in r["hypothesis"].lower().replace(",", "").split() for w in NEGATIONS) for r in rows]
-    expected = {f"{['entailment', 'neutral', 'contradiction'][r['label']]}|{'negation' if neg else 'no negation'}"
-                for r, neg in zip(rows, negated)}
+    expected = {
+        f"{['entailment', 'neutral', 'contradiction'][r['label']]}|{'negation' if neg else 'no negation'}"
+        for r, neg in zip(rows, negated, strict=True)
+    }
     counts = metrics["models"]["kd"]["splits"]["test"]["group_count"]
     assert {g for g, c in counts.items() if c} == expected and sum(counts.values()) == 60
     predictions = pd.read_parquet(run_dir / "predictions" / "dedier-test.parquet")
@@ -119,8 +143,18 @@ def test_dry_run_of_the_hub_recipe_offline(monkeypatch, capsys) -> None:
 def test_dry_run_with_local_data_and_hub_models(mnli_dir: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = Path(__file__).resolve().parents[2] / "src" / "fairdistill" / "configs" / "multinli-laplace.yaml"
-    code = cli(monkeypatch, "run", str(config), "--dry-run", "--set", "data.hub=false",
-               "--set", f"data.path={mnli_dir}", "--set", "data.split=official")
+    code = cli(
+        monkeypatch,
+        "run",
+        str(config),
+        "--dry-run",
+        "--set",
+        "data.hub=false",
+        "--set",
+        f"data.path={mnli_dir}",
+        "--set",
+        "data.split=official",
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "data loaded: train 200, val 60, test 60 examples; 3 classes, 6 groups" in out

@@ -98,8 +98,9 @@ def test_full_sample_values_equal_compute_metrics(num_classes, num_attrs, n, dro
     pred = np.where(rng.random(n) < 0.6, y, rng.integers(0, num_classes, n))
     class_names = tuple(f"c{i}" for i in range(num_classes))
     attr_names = tuple(f"a{i}" for i in range(num_attrs))
-    info = DatasetInfo("toy", num_classes, class_names, attr_names, label_attr_groups(class_names, attr_names),
-                       "tabular")
+    info = DatasetInfo(
+        "toy", num_classes, class_names, attr_names, label_attr_groups(class_names, attr_names), "tabular"
+    )
     group = y * num_attrs + attr
     probs = np.full((n, num_classes), 0.1 / (num_classes - 1))
     probs[np.arange(n), pred] = 0.9
@@ -121,7 +122,7 @@ def test_several_seeds_average_the_deltas_with_shared_indices() -> None:
     teachers = [np.where(rng.random(n) < 0.85, y, 1 - y) for _ in range(2)]
     students = [np.where(rng.random(n) < 0.7, y, 1 - y) for _ in range(2)]
     both = amplification(labels, teachers, students, resamples=100, seed=0)
-    single = [amplification(labels, [t], [s], resamples=100, seed=0) for t, s in zip(teachers, students)]
+    single = [amplification(labels, [t], [s], resamples=100, seed=0) for t, s in zip(teachers, students, strict=True)]
     for key in AMPLIFIED_METRICS:
         assert both[key]["delta"] == pytest.approx(np.mean([r[key]["delta"] for r in single]))
         assert both[key]["teacher"] == pytest.approx(np.mean([r[key]["teacher"] for r in single]))
@@ -144,7 +145,9 @@ def _draws(n: int, resamples: int, seed: int) -> np.ndarray:
 
 def _plain_wge(y, attr, pred) -> float:
     """1 − the lowest accuracy over the (label, attribute) groups present, by a loop over the groups."""
-    accs = [np.mean(pred[(y == c) & (attr == a)] == c) for c in (0, 1) for a in (0, 1) if ((y == c) & (attr == a)).any()]
+    accs = [
+        np.mean(pred[(y == c) & (attr == a)] == c) for c in (0, 1) for a in (0, 1) if ((y == c) & (attr == a)).any()
+    ]
     return 1.0 - min(accs)
 
 
@@ -166,8 +169,10 @@ def test_interval_has_the_requested_level(confidence: float) -> None:
     result = amplification(labels, [teacher], [student], resamples=resamples, confidence=confidence, seed=seed)
     draws = _draws(n, resamples, seed)
     tail = 100 * (1 - confidence) / 2
-    for key, metric in (("worst_group_error", lambda i, p: _plain_wge(y[i], attr[i], p[i])),
-                        ("dp_difference", lambda i, p: _plain_dp(attr[i], p[i]))):
+    for key, metric in (
+        ("worst_group_error", lambda i, p: _plain_wge(y[i], attr[i], p[i])),
+        ("dp_difference", lambda i, p: _plain_dp(attr[i], p[i])),
+    ):
         deltas = np.array([metric(i, student) - metric(i, teacher) for i in draws])
         low, high = np.percentile(deltas, [tail, 100 - tail])
         assert result[key]["resamples"] == resamples
@@ -192,8 +197,10 @@ def test_model_interval_has_the_requested_level() -> None:
     draws = _draws(n, resamples, seed)
     accuracy = np.array([np.mean(pred[i] == y[i]) for i in draws])
     wga = np.array([1.0 - _plain_wge(y[i], attr[i], pred[i]) for i in draws])
-    for key, values, point in (("accuracy", accuracy, np.mean(pred == y)),
-                               ("worst_group_accuracy", wga, 1.0 - _plain_wge(y, attr, pred))):
+    for key, values, point in (
+        ("accuracy", accuracy, np.mean(pred == y)),
+        ("worst_group_accuracy", wga, 1.0 - _plain_wge(y, attr, pred)),
+    ):
         low, high = np.percentile(values, [2.5, 97.5])
         assert result[key]["value"] == pytest.approx(point)
         assert (result[key]["ci_low"], result[key]["ci_high"]) == pytest.approx((low, high), abs=1e-12), key

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cli_runner import run_cli
 
+from cli_runner import run_cli
 from fairdistill.evaluate.amplification import LabelArrays, bias_metrics, paired_bootstrap
 from fairdistill.report.compare import config_differences, paired_intervals
 
@@ -24,9 +24,15 @@ RNG = np.random.default_rng(7)
 Y = RNG.integers(0, 2, N)
 ATTR = RNG.integers(0, 2, N)
 GROUP = Y * 2 + ATTR
-DATASET = {"name": "toy", "num_classes": 2, "class_names": ["no", "yes"], "attr_names": ["a0", "a1"],
-           "group_names": ["no/a0", "no/a1", "yes/a0", "yes/a1"], "options": {"max_examples": N},
-           "counts": {"train": 10, "val": N, "test": N}}
+DATASET = {
+    "name": "toy",
+    "num_classes": 2,
+    "class_names": ["no", "yes"],
+    "attr_names": ["a0", "a1"],
+    "group_names": ["no/a0", "no/a1", "yes/a0", "yes/a1"],
+    "options": {"max_examples": N},
+    "counts": {"train": 10, "val": N, "test": N},
+}
 
 
 def _predictions(correct: np.ndarray) -> np.ndarray:
@@ -50,9 +56,13 @@ KD_B = _predictions(_correct(0.90))
 def _split_metrics(pred: np.ndarray) -> dict:
     labels = LabelArrays.of(Y, ATTR, GROUP, 2, 2, 4)
     bias = bias_metrics(labels, pred)
-    return {"accuracy": float((pred == Y).mean()), "worst_group_accuracy": 1.0 - bias["worst_group_error"],
-            "recall_disparity_mad": bias["recall_disparity_mad"], "eo_difference": bias["eo_difference"],
-            "dp_difference": bias["dp_difference"]}
+    return {
+        "accuracy": float((pred == Y).mean()),
+        "worst_group_accuracy": 1.0 - bias["worst_group_error"],
+        "recall_disparity_mad": bias["recall_disparity_mad"],
+        "eo_difference": bias["eo_difference"],
+        "dp_difference": bias["dp_difference"],
+    }
 
 
 def make_run(root: Path, name: str, preds: dict[str, np.ndarray], tau: float, seeds: tuple[int, ...] = (0,)) -> Path:
@@ -63,23 +73,40 @@ def make_run(root: Path, name: str, preds: dict[str, np.ndarray], tau: float, se
     for model, pred in preds.items():
         role = "teacher" if model == "teacher" else "student"
         values = _split_metrics(pred)
-        models[model] = {"role": role, "method": "erm" if model != "kd" else "kd", "params": 100,
-                         "splits": {"val": values, "test": values}}
+        models[model] = {
+            "role": role,
+            "method": "erm" if model != "kd" else "kd",
+            "params": 100,
+            "splits": {"val": values, "test": values},
+        }
         for seed in seeds:
             folder = run / "predictions" / (f"seed{seed}" if several else "")
             folder.mkdir(parents=True, exist_ok=True)
-            frame = pd.DataFrame({"index": np.arange(N)[::-1], "y": Y[::-1], "attr": ATTR[::-1],
-                                  "group": GROUP[::-1], "pred": pred[::-1],
-                                  "prob_0": (pred[::-1] == 0).astype(float), "prob_1": (pred[::-1] == 1).astype(float)})
+            frame = pd.DataFrame(
+                {
+                    "index": np.arange(N)[::-1],
+                    "y": Y[::-1],
+                    "attr": ATTR[::-1],
+                    "group": GROUP[::-1],
+                    "pred": pred[::-1],
+                    "prob_0": (pred[::-1] == 0).astype(float),
+                    "prob_1": (pred[::-1] == 1).astype(float),
+                }
+            )
             if name.endswith("b"):  # B lists the examples in another order: they are matched by index
                 frame = frame.iloc[::-1]
             for split in ("val", "test"):
                 frame.to_parquet(folder / f"{model}-{split}.parquet", index=False)
     run_section = {"name": name, "seed": seeds[0], **({"seeds": list(seeds)} if several else {})}
-    (run / "metrics.json").write_text(json.dumps({"schema_version": 1, "dataset": DATASET, "run": run_section,
-                                                  "models": models}))
-    config = {"name": name, "seed": 0, "data": {"name": "toy"},
-              "methods": [{"name": "erm"}, {"name": "kd", "loss": {"kind": "kd", "tau": tau}}]}
+    (run / "metrics.json").write_text(
+        json.dumps({"schema_version": 1, "dataset": DATASET, "run": run_section, "models": models})
+    )
+    config = {
+        "name": name,
+        "seed": 0,
+        "data": {"name": "toy"},
+        "methods": [{"name": "erm"}, {"name": "kd", "loss": {"kind": "kd", "tau": tau}}],
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     return run
 

@@ -127,13 +127,33 @@ def test_method_recipe_names_every_part() -> None:
 
     assert recipe({"name": "erm"}) == "erm"
     assert recipe({"name": "kd", "loss": {"kind": "kd", "tau": 2.0}}) == "kd"
-    assert recipe({"name": "d", "loss": {"kind": "kd"}, "weighting": {"kind": "early-readout", "score": "margin",
-                                                                       "beta": 3.0}}) == "kd + early-readout(margin, beta=3)"
-    assert recipe({"name": "p", "loss": {"kind": "dkd"}, "mixing": {"kind": "per-group-alpha", "by": "class"},
-                   "adversary": {"target": "attr", "input": "probs", "weight": 0.5}}) == \
-        "dkd + per-group-alpha(class) + adversary(probs, weight=0.5)"
-    assert recipe({"name": "w", "loss": {"kind": "kd"}, "weighting": {"kind": "x", "a": 1, "b": 2, "c": 3, "d": 4,
-                                                                       "e": 5}}) == "kd + x(a=1, b=2, c=3, d=4, ...)"
+    assert (
+        recipe(
+            {
+                "name": "d",
+                "loss": {"kind": "kd"},
+                "weighting": {"kind": "early-readout", "score": "margin", "beta": 3.0},
+            }
+        )
+        == "kd + early-readout(margin, beta=3)"
+    )
+    assert (
+        recipe(
+            {
+                "name": "p",
+                "loss": {"kind": "dkd"},
+                "mixing": {"kind": "per-group-alpha", "by": "class"},
+                "adversary": {"target": "attr", "input": "probs", "weight": 0.5},
+            }
+        )
+        == "dkd + per-group-alpha(class) + adversary(probs, weight=0.5)"
+    )
+    assert (
+        recipe(
+            {"name": "w", "loss": {"kind": "kd"}, "weighting": {"kind": "x", "a": 1, "b": 2, "c": 3, "d": 4, "e": 5}}
+        )
+        == "kd + x(a=1, b=2, c=3, d=4, ...)"
+    )
 
 
 def test_resolved_recipe_adds_the_tap_the_weighting_chose() -> None:
@@ -142,11 +162,14 @@ def test_resolved_recipe_adds_the_tap_the_weighting_chose() -> None:
     from fairdistill.config import MethodConfig
     from fairdistill.experiment import resolved_recipe
 
-    config = MethodConfig.model_validate({"name": "dedier", "loss": {"kind": "kd"},
-                                          "weighting": {"kind": "early-readout", "score": "margin"}})
+    config = MethodConfig.model_validate(
+        {"name": "dedier", "loss": {"kind": "kd"}, "weighting": {"kind": "early-readout", "score": "margin"}}
+    )
     chose_block1 = SimpleNamespace(weighting=SimpleNamespace(tap="block1"))
     assert resolved_recipe(config, chose_block1) == "kd + early-readout(block1, margin)"
-    given = MethodConfig.model_validate({"name": "dedier", "loss": {"kind": "kd"},
-                                         "weighting": {"kind": "early-readout", "tap": "block2"}})
-    assert resolved_recipe(given, SimpleNamespace(weighting=SimpleNamespace(tap="block2"))) == \
-        "kd + early-readout(block2)"
+    given = MethodConfig.model_validate(
+        {"name": "dedier", "loss": {"kind": "kd"}, "weighting": {"kind": "early-readout", "tap": "block2"}}
+    )
+    assert (
+        resolved_recipe(given, SimpleNamespace(weighting=SimpleNamespace(tap="block2"))) == "kd + early-readout(block2)"
+    )

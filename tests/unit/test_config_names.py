@@ -36,8 +36,11 @@ def test_a_real_file_wins_over_a_packaged_name(tmp_path: Path, monkeypatch) -> N
 
 def test_unknown_name_lists_packaged_configs_with_a_suggestion(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"no packaged config is named 'kd-zo'\. Did you mean 'kd-zoo'\? "
-                                          r"Packaged configs: adult, default, kd-zoo"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no packaged config is named 'kd-zo'\. Did you mean 'kd-zoo'\? "
+        r"Packaged configs: adult, default, kd-zoo",
+    ):
         load_config("kd-zo")
 
 

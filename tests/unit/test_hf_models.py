@@ -20,15 +20,26 @@ from fairdistill.errors import ConfigError
 from fairdistill.models import build_model, count_parameters, default_model_spec
 from fairdistill.models.hf import HFModel
 
-INFO = DatasetInfo("nli", 3, ("entail", "neutral", "contra"), ("no", "yes"),
-                   tuple(f"{c}|{a}" for c in ("e", "n", "c") for a in ("no", "yes")), "text")
+INFO = DatasetInfo(
+    "nli",
+    3,
+    ("entail", "neutral", "contra"),
+    ("no", "yes"),
+    tuple(f"{c}|{a}" for c in ("e", "n", "c") for a in ("no", "yes")),
+    "text",
+)
 MINILM = str(minilm.get_model_path())
 TEXTS = {
     "text": ["A man is playing a guitar on stage.", "The cat sleeps.", "Two dogs run in the park.", "Hello"],
     "text_pair": ["Nobody is playing music.", "A cat is sleeping.", "Animals are outside.", "never mind"],
 }
-TINY_BERT = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2,
-             "intermediate_size": 64}
+TINY_BERT = {
+    "model_type": "bert",
+    "hidden_size": 32,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 TINY_DISTILBERT = {"model_type": "distilbert", "dim": 16, "n_layers": 2, "n_heads": 2, "hidden_dim": 32}
 
 
@@ -46,8 +57,11 @@ def small_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def tiny(config: dict, tokenizer: str = MINILM, max_length: int = 24, seed: int = 0, **extra) -> HFModel:
     torch.manual_seed(seed)
-    model = build_model({"name": "hf", "config": config, "tokenizer": tokenizer, "max_length": max_length, **extra},
-                        INFO, where="student.model")
+    model = build_model(
+        {"name": "hf", "config": config, "tokenizer": tokenizer, "max_length": max_length, **extra},
+        INFO,
+        where="student.model",
+    )
     return model.eval()
 
 
@@ -149,10 +163,14 @@ def test_tokenised_texts_are_cached_and_a_corrupt_entry_is_recomputed(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"path": "bert-base-uncased"},
-         r"student\.model\.path: .*'bert-base-uncased' is not a local directory; set hub: true"),
-        ({"config": TINY_BERT, "tokenizer": "some-org/tokenizer"},
-         r"student\.model\.tokenizer: .*is not a local directory; set hub: true"),
+        (
+            {"path": "bert-base-uncased"},
+            r"student\.model\.path: .*'bert-base-uncased' is not a local directory; set hub: true",
+        ),
+        (
+            {"config": TINY_BERT, "tokenizer": "some-org/tokenizer"},
+            r"student\.model\.tokenizer: .*is not a local directory; set hub: true",
+        ),
         ({"config": TINY_BERT}, r"student\.model\.tokenizer: .*required when config is used"),
         ({}, r"student\.model\.config: .*give path .* or config"),
         ({"path": MINILM, "config": TINY_BERT}, r"student\.model\.config: .*not both"),
@@ -176,7 +194,12 @@ def test_bad_specs_are_refused_without_touching_the_network(
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    from fairdistill.train.checkpoint import load_model_checkpoint as load_checkpoint, save_model_checkpoint as _save_checkpoint
+    from fairdistill.train.checkpoint import (
+        load_model_checkpoint as load_checkpoint,
+    )
+    from fairdistill.train.checkpoint import (
+        save_model_checkpoint as _save_checkpoint,
+    )
 
     spec = {"name": "hf", "config": TINY_BERT, "tokenizer": MINILM, "max_length": 24}
     torch.manual_seed(0)

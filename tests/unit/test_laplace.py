@@ -128,8 +128,9 @@ def test_probit_formula_by_hand(problem) -> None:
         expected = np.exp(scaled) / np.exp(scaled).sum()
         np.testing.assert_allclose(laplace.predictive(x, "probit", project=project)[0].numpy(), expected, atol=1e-12)
     # the projected covariance of the API is P Σ_f P
-    np.testing.assert_allclose(laplace.logit_covariance(x, project=True)[0].numpy(), projector @ cov @ projector,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        laplace.logit_covariance(x, project=True)[0].numpy(), projector @ cov @ projector, atol=1e-12
+    )
 
 
 def test_predictive_is_seeded(problem) -> None:
@@ -146,7 +147,7 @@ def test_evidence_matches_a_dense_computation_and_tuning_maximises_it(problem) -
     u, v = dense_factors(features.numpy(), weight.numpy(), bias.numpy())
     w = np.concatenate([weight.numpy(), bias.numpy()[:, None]], 1)
     ll = 0.0
-    for phi, label in zip(features.numpy(), y.numpy()):
+    for phi, label in zip(features.numpy(), y.numpy(), strict=True):
         z = w @ np.append(phi, 1.0)
         ll += z[label] - math.log(np.exp(z).sum())
     assert log_likelihood(laplace, features, y) == pytest.approx(ll, abs=1e-9)
@@ -246,8 +247,11 @@ def test_projected_variance_diagonal_matches_the_full_projection(problem, prior:
     projector = torch.eye(C, dtype=torch.float64) - 1.0 / C
     full = projector @ laplace.logit_covariance(x) @ projector
     scales = laplace._scales(laplace._rotated_squares(x), laplace.tau)
-    np.testing.assert_allclose(laplace._variance_from(scales, laplace.tau, True).numpy(),
-                               torch.diagonal(full, dim1=1, dim2=2).numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        laplace._variance_from(scales, laplace.tau, True).numpy(),
+        torch.diagonal(full, dim1=1, dim2=2).numpy(),
+        atol=1e-12,
+    )
 
 
 # -- (b) τ refined beyond the grid -------------------------------------------------------------------------------
@@ -264,8 +268,9 @@ def dense_log_evidence(laplace: KronLaplace, taus: np.ndarray, ll: float) -> np.
         n = laplace.n
         eu, ev = np.clip(np.linalg.eigvalsh(u), 0, None), np.clip(np.linalg.eigvalsh(v), 0, None)
         r = np.sqrt(taus)[:, None]
-        logdet = (len(ev) * np.log(math.sqrt(n) * eu[None] + r).sum(1)
-                  + len(eu) * np.log(math.sqrt(n) * ev[None] / n + r).sum(1))
+        logdet = len(ev) * np.log(math.sqrt(n) * eu[None] + r).sum(1) + len(eu) * np.log(
+            math.sqrt(n) * ev[None] / n + r
+        ).sum(1)
     k = len(laplace.u) * len(laplace.v)
     w2 = float((laplace.weight**2).sum())
     return ll - 0.5 * taus * w2 + 0.5 * (k * np.log(taus) - logdet)
@@ -304,8 +309,9 @@ def test_mc_noise_follows_the_example_index(problem) -> None:
     permuted = laplace.predictive(features[perm], "mc", 16, seed=7, index=index[perm])
     torch.testing.assert_close(permuted, base[perm], atol=1e-14, rtol=0)
     # chunking does not change the draws
-    torch.testing.assert_close(laplace.predictive(features, "mc", 16, seed=7, index=index, chunk=7), base,
-                               atol=1e-14, rtol=0)
+    torch.testing.assert_close(
+        laplace.predictive(features, "mc", 16, seed=7, index=index, chunk=7), base, atol=1e-14, rtol=0
+    )
     # a different index or seed gives different noise
     assert not torch.allclose(laplace.predictive(features, "mc", 16, seed=7), base)
     assert not torch.allclose(laplace.predictive(features, "mc", 16, seed=8, index=index), base)
@@ -331,15 +337,17 @@ def test_validation_nll_equals_the_per_grid_computation(problem, prior: str) -> 
     grid = (0.01, 0.3, 1.0, 10.0, 100.0)
     u, v = dense_factors(features.numpy(), weight.numpy(), bias.numpy())
     fast = validation_nll(laplace, features, y, "probit", 1, 0, grid)
-    for tau, value in zip(grid, fast):
+    for tau, value in zip(grid, fast, strict=True):
         if prior == "exact":
             covariance = np.linalg.inv(np.kron(u, v) + tau * np.eye(C * (D + 1)))
         else:
-            covariance = np.kron(np.linalg.inv(math.sqrt(N) * u + math.sqrt(tau) * np.eye(C)),
-                                 np.linalg.inv(math.sqrt(N) * v / N + math.sqrt(tau) * np.eye(D + 1)))
+            covariance = np.kron(
+                np.linalg.inv(math.sqrt(N) * u + math.sqrt(tau) * np.eye(C)),
+                np.linalg.inv(math.sqrt(N) * v / N + math.sqrt(tau) * np.eye(D + 1)),
+            )
         w = np.concatenate([weight.numpy(), bias.numpy()[:, None]], 1)
         nll = 0.0
-        for phi, label in zip(features.numpy(), y.numpy()):
+        for phi, label in zip(features.numpy(), y.numpy(), strict=True):
             jac = jacobian(phi)
             nll -= math.log(probit_numpy(w @ np.append(phi, 1.0), jac @ covariance @ jac.T, project=True)[label])
         assert value == pytest.approx(nll / N, abs=1e-10)
@@ -347,7 +355,7 @@ def test_validation_nll_equals_the_per_grid_computation(problem, prior: str) -> 
     assert chosen == grid[int(np.argmin(fast))]
     # MC: the shared rotation gives the same NLLs as calling the predictive at every τ (same keyed noise)
     fast_mc = validation_nll(laplace, features, y, "mc", 8, 4, grid, chunk=13)
-    for tau, value in zip(grid, fast_mc):
+    for tau, value in zip(grid, fast_mc, strict=True):
         laplace.tau = tau
         probs = laplace.predictive(features, "mc", 8, 4)
         assert value == pytest.approx(float(-torch.log(probs[torch.arange(N), y]).mean()), abs=1e-12)
@@ -385,13 +393,19 @@ def test_chunked_equals_unchunked(moderate) -> None:
     phi = with_bias(features)
     v_dense = (phi.T @ phi).numpy()
     for laplace in (whole, chunked):
-        np.testing.assert_allclose((laplace.q_v @ torch.diag(laplace.v) @ laplace.q_v.T).numpy(), v_dense,
-                                   rtol=1e-10, atol=1e-8)
+        np.testing.assert_allclose(
+            (laplace.q_v @ torch.diag(laplace.v) @ laplace.q_v.T).numpy(), v_dense, rtol=1e-10, atol=1e-8
+        )
     chunked.tau = whole.tau = 0.7
-    torch.testing.assert_close(chunked.predictive(features, "probit", chunk=333),
-                               whole.predictive(features, "probit", chunk=10**9), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        chunked.predictive(features, "probit", chunk=333),
+        whole.predictive(features, "probit", chunk=10**9),
+        atol=1e-12,
+        rtol=0,
+    )
     assert log_likelihood(whole, features, torch.zeros(len(features), dtype=torch.long), chunk=500) == pytest.approx(
-        log_likelihood(whole, features, torch.zeros(len(features), dtype=torch.long), chunk=10**9), abs=1e-8)
+        log_likelihood(whole, features, torch.zeros(len(features), dtype=torch.long), chunk=10**9), abs=1e-8
+    )
 
 
 def test_readout_defaults_to_the_deterministic_probit() -> None:

@@ -6,6 +6,7 @@ examples, classes, pairs and triplets — never with the vectorised code under t
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -43,8 +44,14 @@ def _info(num_classes: int) -> DatasetInfo:
     return DatasetInfo("toy", num_classes, names, ("0", "1"), ("g",), "tabular", (2,))
 
 
-def _context(num_classes: int = C, *, teacher: bool = True, s_dim: int | None = D_S, t_dim: int | None = D_T,
-             teacher_embedding: bool = True) -> MethodContext:
+def _context(
+    num_classes: int = C,
+    *,
+    teacher: bool = True,
+    s_dim: int | None = D_S,
+    t_dim: int | None = D_T,
+    teacher_embedding: bool = True,
+) -> MethodContext:
     n = len(TRAIN_Y)
     y = torch.tensor(TRAIN_Y) % num_classes
     zeros = torch.zeros(n, dtype=torch.long)
@@ -53,8 +60,14 @@ def _context(num_classes: int = C, *, teacher: bool = True, s_dim: int | None = 
     if teacher:
         emb = np.asarray(TRAIN_T_EMB, dtype=np.float32) if teacher_embedding else None
         cache = TeacherOutputs(logits=np.zeros((n, num_classes), dtype=np.float32), embedding=emb)
-    return MethodContext(_info(num_classes), train, teacher_train=cache, num_epochs=10,
-                         student_embedding_dim=s_dim, teacher_embedding_dim=t_dim)
+    return MethodContext(
+        _info(num_classes),
+        train,
+        teacher_train=cache,
+        num_epochs=10,
+        student_embedding_dim=s_dim,
+        teacher_embedding_dim=t_dim,
+    )
 
 
 def _batch(y: list[int]) -> Batch:
@@ -63,8 +76,10 @@ def _batch(y: list[int]) -> Batch:
 
 
 def _out(logits: list[list[float]], emb: list[list[float]] | None = None) -> ModelOutput:
-    return ModelOutput(torch.tensor(logits, dtype=torch.float64),
-                       embedding=None if emb is None else torch.tensor(emb, dtype=torch.float64))
+    return ModelOutput(
+        torch.tensor(logits, dtype=torch.float64),
+        embedding=None if emb is None else torch.tensor(emb, dtype=torch.float64),
+    )
 
 
 def _build(kind: str, options=None, context: MethodContext | None = None):
@@ -75,6 +90,7 @@ def _build(kind: str, options=None, context: MethodContext | None = None):
 # ---------------------------------------------------------------------------------------------------------------
 # Hand computations.
 
+
 def _softmax(row: list[float], tau: float = 1.0) -> list[float]:
     top = max(row)
     exps = [math.exp((v - top) / tau) for v in row]
@@ -83,7 +99,7 @@ def _softmax(row: list[float], tau: float = 1.0) -> list[float]:
 
 
 def _kl(p: list[float], q: list[float]) -> float:
-    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0)
 
 
 def _ce(row: list[float], y: int) -> float:
@@ -99,16 +115,16 @@ def _norm(v: list[float]) -> float:
 
 
 def _sub(u: list[float], v: list[float]) -> list[float]:
-    return [a - b for a, b in zip(u, v)]
+    return [a - b for a, b in zip(u, v, strict=True)]
 
 
 def _dot(u: list[float], v: list[float]) -> float:
-    return sum(a * b for a, b in zip(u, v))
+    return sum(a * b for a, b in zip(u, v, strict=True))
 
 
 def _hand_dkd(s_rows, t_rows, labels, tau, alpha, beta, warm) -> list[float]:
     out = []
-    for s, t, y in zip(s_rows, t_rows, labels):
+    for s, t, y in zip(s_rows, t_rows, labels, strict=True):
         p_s, p_t = _softmax(s, tau), _softmax(t, tau)
         tckd = tau * tau * _kl([p_t[y], 1 - p_t[y]], [p_s[y], 1 - p_s[y]])
         others = [k for k in range(len(s)) if k != y]
@@ -146,7 +162,9 @@ def _hand_rkd_parts(s_emb, t_emb) -> tuple[list[float], list[float]]:
         dist.append(sum(pairs) / len(pairs))
         triplets = [
             _huber(_hand_psi_a(s_emb, i, j, k) - _hand_psi_a(t_emb, i, j, k))
-            for j in range(n) for k in range(n) if len({i, j, k}) == 3
+            for j in range(n)
+            for k in range(n)
+            if len({i, j, k}) == 3
         ]
         angle.append(sum(triplets) / len(triplets))
     return dist, angle
@@ -161,21 +179,23 @@ def _hand_tau(theta: float) -> float:
 
 
 def _hand_ctkd(s_rows, t_rows, labels, taus, alpha) -> list[float]:
-    return [(1 - alpha) * _ce(s, y) + alpha * _hand_kd_term(s, t, tau)
-            for s, t, y, tau in zip(s_rows, t_rows, labels, taus)]
+    return [
+        (1 - alpha) * _ce(s, y) + alpha * _hand_kd_term(s, t, tau)
+        for s, t, y, tau in zip(s_rows, t_rows, labels, taus, strict=True)
+    ]
 
 
 def _hand_class_means(embs, ys, num_classes) -> list[list[float]]:
     means = []
     for c in range(num_classes):
-        rows = [e for e, y in zip(embs, ys) if y == c]
+        rows = [e for e, y in zip(embs, ys, strict=True) if y == c]
         means.append([sum(r[d] for r in rows) / len(rows) if rows else 0.0 for d in range(len(embs[0]))])
     return means
 
 
 def _hand_kdpp(s_rows, t_rows, labels, s_emb_proj, t_emb, centers, tau, w_kd, w_nd, warm) -> list[float]:
     out = []
-    for s, t, y, se, te in zip(s_rows, t_rows, labels, s_emb_proj, t_emb):
+    for s, t, y, se, te in zip(s_rows, t_rows, labels, s_emb_proj, t_emb, strict=True):
         c = centers[y]
         unit = [v / _norm(c) for v in c]
         nd = 1.0 - _dot(se, unit) / max(_norm(se), _norm(te))
@@ -184,11 +204,12 @@ def _hand_kdpp(s_rows, t_rows, labels, s_emb_proj, t_emb, centers, tau, w_kd, w_
 
 
 def _linear(rows, weight, bias) -> list[list[float]]:
-    return [[sum(w * x for w, x in zip(weight[o], r)) + bias[o] for o in range(len(weight))] for r in rows]
+    return [[sum(w * x for w, x in zip(weight[o], r, strict=True)) + bias[o] for o in range(len(weight))] for r in rows]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Defaults (docs/methods.md) and registration.
+
 
 def test_zoo_is_registered_with_documented_defaults() -> None:
     for kind in ("dkd", "rkd", "ctkd", "kdpp"):
@@ -208,8 +229,11 @@ def test_zoo_is_registered_with_documented_defaults() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # dkd
 
-@pytest.mark.parametrize("epoch,num_epochs,fraction,warm", [(0, 10, 0.2, 0.5), (1, 10, 0.2, 1.0), (5, 10, 0.2, 1.0),
-                                                            (0, 20, 0.2, 0.25), (2, 20, 0.2, 0.75), (0, 3, 0.0, 1.0)])
+
+@pytest.mark.parametrize(
+    "epoch,num_epochs,fraction,warm",
+    [(0, 10, 0.2, 0.5), (1, 10, 0.2, 1.0), (5, 10, 0.2, 1.0), (0, 20, 0.2, 0.25), (2, 20, 0.2, 0.75), (0, 3, 0.0, 1.0)],
+)
 def test_dkd_warmup_counts_epochs_from_one(epoch, num_epochs, fraction, warm) -> None:
     assert dkd_warmup(TrainState(epoch=epoch, num_epochs=num_epochs), fraction) == pytest.approx(warm)
 
@@ -238,7 +262,7 @@ def test_dkd_binary_warns_once_and_uses_zero_nckd() -> None:
     assert len(messages) == 1
     # NCKD = 0: only CE + α·TCKD remain, whatever β is.
     expected = []
-    for s, t, y in zip(s2, t2, y2):
+    for s, t, y in zip(s2, t2, y2, strict=True):
         p_s, p_t = _softmax(s, 4.0), _softmax(t, 4.0)
         expected.append(_ce(s, y) + 16.0 * _kl([p_t[y], 1 - p_t[y]], [p_s[y], 1 - p_s[y]]))
     assert first.tolist() == pytest.approx(expected, abs=1e-6)
@@ -256,6 +280,7 @@ def test_dkd_gradcheck() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # rkd
 
+
 @pytest.mark.parametrize("lam_d,lam_a,kd_weight", [(25.0, 50.0, 0.0), (1.0, 2.0, 0.5)])
 def test_rkd_matches_hand_computation(lam_d, lam_a, kd_weight) -> None:
     loss = _build("rkd", RKDOptions(lambda_distance=lam_d, lambda_angle=lam_a, kd_weight=kd_weight, tau=3.0))
@@ -263,7 +288,7 @@ def test_rkd_matches_hand_computation(lam_d, lam_a, kd_weight) -> None:
     dist, angle = _hand_rkd_parts(S_EMB, T_EMB)
     expected = [
         _ce(s, y) + lam_d * d + lam_a * a + kd_weight * _hand_kd_term(s, t, 3.0)
-        for s, t, y, d, a in zip(STUDENT, TEACHER, LABELS, dist, angle)
+        for s, t, y, d, a in zip(STUDENT, TEACHER, LABELS, dist, angle, strict=True)
     ]
     assert out.shape == (B,)
     assert out.tolist() == pytest.approx(expected, abs=1e-6)
@@ -273,12 +298,18 @@ def test_rkd_tolerates_duplicate_embeddings_and_tiny_batches() -> None:
     loss = _build("rkd")
     emb = [S_EMB[0], S_EMB[0], S_EMB[1], S_EMB[2]]  # two identical student embeddings
     e = torch.tensor(emb, dtype=torch.float64, requires_grad=True)
-    out = loss(_batch(LABELS[:4]), ModelOutput(torch.tensor(STUDENT[:4], dtype=torch.float64), embedding=e),
-               _out(TEACHER[:4], T_EMB[:4]), TrainState())
+    out = loss(
+        _batch(LABELS[:4]),
+        ModelOutput(torch.tensor(STUDENT[:4], dtype=torch.float64), embedding=e),
+        _out(TEACHER[:4], T_EMB[:4]),
+        TrainState(),
+    )
     out.sum().backward()
     assert torch.isfinite(out).all() and torch.isfinite(e.grad).all()
     dist_h, angle_h = _hand_rkd_parts(emb, T_EMB[:4])
-    expected = [_ce(s, y) + 25.0 * d + 50.0 * a for s, y, d, a in zip(STUDENT, LABELS, dist_h, angle_h)]
+    expected = [
+        _ce(s, y) + 25.0 * d + 50.0 * a for s, y, d, a in zip(STUDENT[:4], LABELS[:4], dist_h, angle_h, strict=True)
+    ]
     assert out.tolist() == pytest.approx(expected, abs=1e-6)
     # pairs with a zero distance are left out of μ
     dist = [[_norm(_sub(emb[i], emb[j])) for j in range(4)] for i in range(4)]
@@ -301,8 +332,11 @@ def test_rkd_gradcheck() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # ctkd
 
-@pytest.mark.parametrize("epoch,ramp,num_epochs", [(0, 10, 20), (1, 10, 20), (5, 10, 20), (10, 10, 20), (13, 10, 20),
-                                                   (1, 10, 4), (2, 10, 4), (4, 10, 4), (3, 0, 5)])
+
+@pytest.mark.parametrize(
+    "epoch,ramp,num_epochs",
+    [(0, 10, 20), (1, 10, 20), (5, 10, 20), (10, 10, 20), (13, 10, 20), (1, 10, 4), (2, 10, 4), (4, 10, 4), (3, 0, 5)],
+)
 def test_ctkd_cosine_ramp(epoch, ramp, num_epochs) -> None:
     n_total = min(ramp, num_epochs)
     expected = 1.0 if n_total == 0 else (1 - math.cos(math.pi * min(epoch, n_total) / n_total)) / 2
@@ -316,7 +350,8 @@ def test_ctkd_ramp_landmarks() -> None:
     assert grl_strength(2, 10, 4) == pytest.approx(0.5)  # capped at the run's 4 epochs
     loss = _build("ctkd", CTKDOptions(ramp_epochs=4))
     assert [loss.strength(TrainState(epoch=e, num_epochs=8)) for e in range(5)] == pytest.approx(
-        [(1 - math.cos(math.pi * n / 4)) / 2 for n in (1, 2, 3, 4, 4)])
+        [(1 - math.cos(math.pi * n / 4)) / 2 for n in (1, 2, 3, 4, 4)]
+    )
 
 
 @pytest.mark.parametrize("init_tau,alpha", [(4.0, 0.9), (7.5, 0.5)])
@@ -337,10 +372,10 @@ def test_ctkd_instance_matches_hand_computation() -> None:
     first, second = loss.temperature_net[0], loss.temperature_net[2]
     w1, b1, w2, b2 = first.weight.tolist(), first.bias.tolist(), second.weight.tolist()[0], float(second.bias.detach())
     taus = []
-    for s, t in zip(STUDENT, TEACHER):
+    for s, t in zip(STUDENT, TEACHER, strict=True):
         x = t + s  # [z_t, z_s]
-        hidden = [max(0.0, sum(w * v for w, v in zip(row, x)) + b) for row, b in zip(w1, b1)]
-        taus.append(_hand_tau(sum(w * h for w, h in zip(w2, hidden)) + b2))
+        hidden = [max(0.0, sum(w * v for w, v in zip(row, x, strict=True)) + b) for row, b in zip(w1, b1, strict=True)]
+        taus.append(_hand_tau(sum(w * h for w, h in zip(w2, hidden, strict=True)) + b2))
     assert len(set(round(t, 6) for t in taus)) == B
     out = loss(_batch(LABELS), _out(STUDENT), _out(TEACHER), TrainState(epoch=0, num_epochs=10))
     assert out.tolist() == pytest.approx(_hand_ctkd(STUDENT, TEACHER, LABELS, taus, 0.9), abs=1e-6)
@@ -385,7 +420,7 @@ def test_ctkd_theta_moves_to_increase_the_kd_loss() -> None:
         optimizer.zero_grad()
         value.backward()
         optimizer.step()  # a descent step on θ, whose gradient was reversed: an ascent on the loss
-    assert all(b > a for a, b in zip(values, values[1:]))
+    assert all(b > a for a, b in itertools.pairwise(values))
 
 
 def test_ctkd_one_step_moves_theta_up_the_hand_gradient() -> None:
@@ -435,6 +470,7 @@ def test_ctkd_temperature_lies_in_range_and_theta_for_inverts() -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # kdpp
+
 
 def test_kdpp_class_means_equal_hand_means() -> None:
     loss = _build("kdpp")
@@ -495,6 +531,7 @@ def test_kdpp_gradcheck() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Missing teacher outputs and embeddings: construction is fine, use is a clear error.
 
+
 def test_construction_without_teacher_outputs_then_clear_errors_on_use() -> None:
     context = _context(teacher=False)
     for kind in ("dkd", "rkd", "ctkd", "kdpp"):
@@ -525,21 +562,25 @@ def test_kdpp_teacher_cache_without_embeddings_is_a_config_error() -> None:
 def _hand_terms(kind: str, loss) -> tuple[list[float], float, float]:
     """The teacher term and the two weights of each loss's default options at epoch 1 of 10, by hand."""
     if kind == "kd":  # τ = 2, α = 0.9
-        return [_hand_kd_term(s, t, 2.0) for s, t in zip(STUDENT, TEACHER)], 0.1, 0.9
+        return [_hand_kd_term(s, t, 2.0) for s, t in zip(STUDENT, TEACHER, strict=True)], 0.1, 0.9
     if kind == "ctkd":  # τ = init_tau = 4, α = 0.9
-        return [_hand_kd_term(s, t, 4.0) for s, t in zip(STUDENT, TEACHER)], 0.1, 0.9
+        return [_hand_kd_term(s, t, 4.0) for s, t in zip(STUDENT, TEACHER, strict=True)], 0.1, 0.9
     if kind == "dkd":  # α_d = 1, β_d = 8, τ = 4; warm-up min(1, 2 / (0.2·10)) = 1 at epoch index 1
-        teacher = [(ce_plus - _ce(s, y)) for ce_plus, s, y in
-                   zip(_hand_dkd(STUDENT, TEACHER, LABELS, 4.0, 1.0, 8.0, 1.0), STUDENT, LABELS)]
+        teacher = [
+            (ce_plus - _ce(s, y))
+            for ce_plus, s, y in zip(
+                _hand_dkd(STUDENT, TEACHER, LABELS, 4.0, 1.0, 8.0, 1.0), STUDENT, LABELS, strict=True
+            )
+        ]
         return teacher, 1.0, 1.0
     if kind == "rkd":  # λ_D = 25, λ_A = 50
         dist, angle = _hand_rkd_parts(S_EMB, T_EMB)
-        return [25.0 * d + 50.0 * a for d, a in zip(dist, angle)], 1.0, 1.0
+        return [25.0 * d + 50.0 * a for d, a in zip(dist, angle, strict=True)], 1.0, 1.0
     assert kind == "kdpp"  # w_kd = 1 with warm-up min(1, 1/2), w_nd = 2, τ = 4
     proj = _linear(S_EMB, loss.projection.weight.tolist(), loss.projection.bias.tolist())
     centers = _hand_class_means(TRAIN_T_EMB, TRAIN_Y, C)
     full = _hand_kdpp(STUDENT, TEACHER, LABELS, proj, T_EMB, centers, 4.0, 1.0, 2.0, 0.5)
-    return [f - _ce(s, y) for f, s, y in zip(full, STUDENT, LABELS)], 1.0, 1.0
+    return [f - _ce(s, y) for f, s, y in zip(full, STUDENT, LABELS, strict=True)], 1.0, 1.0
 
 
 @pytest.mark.parametrize("kind", ["kd", "dkd", "rkd", "ctkd", "kdpp"])
@@ -549,12 +590,12 @@ def test_terms_are_the_documented_label_and_teacher_terms(kind: str) -> None:
     args = (_batch(LABELS), _out(STUDENT, S_EMB), _out(TEACHER, T_EMB), TrainState(epoch=1, num_epochs=10))
     terms = loss.terms(*args)
     teacher, label_weight, teacher_weight = _hand_terms(kind, loss)
-    ce = [_ce(s, y) for s, y in zip(STUDENT, LABELS)]
+    ce = [_ce(s, y) for s, y in zip(STUDENT, LABELS, strict=True)]
     assert terms.label.tolist() == pytest.approx(ce, abs=1e-9)
     assert terms.teacher.tolist() == pytest.approx(teacher, abs=1e-6)
     assert float(terms.label_weight) == pytest.approx(label_weight)
     assert float(terms.teacher_weight) == pytest.approx(teacher_weight)
-    expected = [label_weight * c + teacher_weight * t for c, t in zip(ce, teacher)]
+    expected = [label_weight * c + teacher_weight * t for c, t in zip(ce, teacher, strict=True)]
     assert loss(*args).tolist() == pytest.approx(expected, abs=1e-6)
 
 
@@ -566,6 +607,7 @@ def test_dkd_terms_carry_the_warm_up_as_the_teacher_weight() -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Hard inputs: huge logits, extreme τ, ten classes, batches of two and three (hand computations in log space).
+
 
 def _log_softmax(row: list[float], tau: float = 1.0) -> list[float]:
     z = [v / tau for v in row]
@@ -580,7 +622,7 @@ def _logsumexp(values: list[float]) -> float:
 
 
 def _kl_log(lp: list[float], lq: list[float]) -> float:
-    return sum(math.exp(a) * (a - b) for a, b in zip(lp, lq))
+    return sum(math.exp(a) * (a - b) for a, b in zip(lp, lq, strict=True))
 
 
 def _stable_kd(s, t, tau) -> float:
@@ -612,12 +654,14 @@ def test_kd_and_dkd_at_huge_logits_and_extreme_temperatures(scale: str, tau: flo
     s_rows, t_rows = (HUGE_S, HUGE_T) if scale == "huge" else (STUDENT, TEACHER)
     kd = _build("kd", KDOptions(tau=tau, alpha=0.5))
     out = kd(_batch(LABELS), _out(s_rows), _out(t_rows), TrainState())
-    expected = [0.5 * _stable_ce(s, y) + 0.5 * _stable_kd(s, t, tau) for s, t, y in zip(s_rows, t_rows, LABELS)]
+    expected = [
+        0.5 * _stable_ce(s, y) + 0.5 * _stable_kd(s, t, tau) for s, t, y in zip(s_rows, t_rows, LABELS, strict=True)
+    ]
     assert torch.isfinite(out).all()
     assert out.tolist() == pytest.approx(expected, rel=1e-6, abs=1e-6)
     dkd = _build("dkd", DKDOptions(tau=tau, alpha=1.0, beta=8.0, warmup_fraction=0.0))
     out = dkd(_batch(LABELS), _out(s_rows), _out(t_rows), TrainState())
-    expected = [_stable_dkd(s, t, y, tau, 1.0, 8.0) for s, t, y in zip(s_rows, t_rows, LABELS)]
+    expected = [_stable_dkd(s, t, y, tau, 1.0, 8.0) for s, t, y in zip(s_rows, t_rows, LABELS, strict=True)]
     assert torch.isfinite(out).all()
     assert out.tolist() == pytest.approx(expected, rel=1e-6, abs=1e-6)
 
@@ -626,7 +670,9 @@ def test_ctkd_at_huge_logits_is_finite_and_exact() -> None:
     loss = _build("ctkd", CTKDOptions(init_tau=2.0, alpha=0.5))
     out = loss(_batch(LABELS), _out(HUGE_S), _out(HUGE_T), TrainState(epoch=0, num_epochs=10))
     tau = _hand_tau(float(loss.theta.detach()))
-    expected = [0.5 * _stable_ce(s, y) + 0.5 * _stable_kd(s, t, tau) for s, t, y in zip(HUGE_S, HUGE_T, LABELS)]
+    expected = [
+        0.5 * _stable_ce(s, y) + 0.5 * _stable_kd(s, t, tau) for s, t, y in zip(HUGE_S, HUGE_T, LABELS, strict=True)
+    ]
     assert out.tolist() == pytest.approx(expected, rel=1e-6)
 
 
@@ -639,7 +685,9 @@ def test_kd_and_dkd_with_ten_classes() -> None:
     kd = _build("kd", KDOptions(tau=3.0, alpha=0.8), context)
     out = kd(_batch(labels), _out(s_rows), _out(t_rows), TrainState())
     assert out.tolist() == pytest.approx(
-        [0.2 * _ce(s, y) + 0.8 * _hand_kd_term(s, t, 3.0) for s, t, y in zip(s_rows, t_rows, labels)], abs=1e-9)
+        [0.2 * _ce(s, y) + 0.8 * _hand_kd_term(s, t, 3.0) for s, t, y in zip(s_rows, t_rows, labels, strict=True)],
+        abs=1e-9,
+    )
     dkd = _build("dkd", DKDOptions(alpha=2.0, beta=5.0, tau=3.0), context)
     out = dkd(_batch(labels), _out(s_rows), _out(t_rows), TrainState(epoch=0, num_epochs=10))
     assert out.tolist() == pytest.approx(_hand_dkd(s_rows, t_rows, labels, 3.0, 2.0, 5.0, 0.5), abs=1e-9)
@@ -653,8 +701,12 @@ def test_rkd_with_batches_of_two_and_three(b: int) -> None:
     expected = []
     for i in range(b):
         dist = sum(_huber(psi_s[i][j] - psi_t[i][j]) for j in range(b) if j != i) / (b - 1)
-        triplets = [_huber(_hand_psi_a(S_EMB, i, j, k) - _hand_psi_a(T_EMB, i, j, k))
-                    for j in range(b) for k in range(b) if len({i, j, k}) == 3]
+        triplets = [
+            _huber(_hand_psi_a(S_EMB, i, j, k) - _hand_psi_a(T_EMB, i, j, k))
+            for j in range(b)
+            for k in range(b)
+            if len({i, j, k}) == 3
+        ]
         angle = sum(triplets) / len(triplets) if triplets else 0.0  # B = 2: no triplet, no angle term
         expected.append(_ce(STUDENT[i], LABELS[i]) + 2.0 * dist + 3.0 * angle)
     assert torch.isfinite(out).all()

@@ -38,7 +38,7 @@ LABELS = [1, 2, 0, 1]
 def test_erm_is_per_example_cross_entropy() -> None:
     loss = LOSSES.get("erm").target(Options(), CONTEXT)
     out = loss(_batch(LABELS), ModelOutput(torch.tensor(STUDENT)), None, TrainState())
-    expected = [-math.log(_softmax(row)[y]) for row, y in zip(STUDENT, LABELS)]
+    expected = [-math.log(_softmax(row)[y]) for row, y in zip(STUDENT, LABELS, strict=True)]
     assert out.shape == (4,)
     assert out.tolist() == pytest.approx(expected, abs=1e-6)
 
@@ -46,13 +46,17 @@ def test_erm_is_per_example_cross_entropy() -> None:
 @pytest.mark.parametrize("tau,alpha", [(2.0, 0.9), (1.0, 0.5), (4.0, 1.0), (3.0, 0.0)])
 def test_kd_matches_hand_computation(tau: float, alpha: float) -> None:
     loss = LOSSES.get("kd").target(KDOptions(tau=tau, alpha=alpha), CONTEXT)
-    out = loss(_batch(LABELS), ModelOutput(torch.tensor(STUDENT, dtype=torch.float64)),
-               ModelOutput(torch.tensor(TEACHER, dtype=torch.float64)), TrainState())
+    out = loss(
+        _batch(LABELS),
+        ModelOutput(torch.tensor(STUDENT, dtype=torch.float64)),
+        ModelOutput(torch.tensor(TEACHER, dtype=torch.float64)),
+        TrainState(),
+    )
     expected = []
-    for s_row, t_row, y in zip(STUDENT, TEACHER, LABELS):
+    for s_row, t_row, y in zip(STUDENT, TEACHER, LABELS, strict=True):
         ce = -math.log(_softmax(s_row)[y])
         p_t, p_s = _softmax(t_row, tau), _softmax(s_row, tau)
-        kl = sum(pt * math.log(pt / ps) for pt, ps in zip(p_t, p_s))
+        kl = sum(pt * math.log(pt / ps) for pt, ps in zip(p_t, p_s, strict=True))
         expected.append((1 - alpha) * ce + alpha * tau * tau * kl)
     assert out.tolist() == pytest.approx(expected, abs=1e-9)
 

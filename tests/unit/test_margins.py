@@ -77,8 +77,11 @@ def test_teacher_and_student_margins_on_the_students_errors() -> None:
     assert result["student"] == pytest.approx([0.2])
     assert result["teacher"] == pytest.approx([0.5])
     summary = margins_summary({"teacher": teacher, "kd": student}, group_names=["g0", "g1", "g2"])
-    assert summary["student_errors"]["kd"] == {"n": 1, "teacher_mean": pytest.approx(0.5),
-                                               "student_mean": pytest.approx(0.2)}
+    assert summary["student_errors"]["kd"] == {
+        "n": 1,
+        "teacher_mean": pytest.approx(0.5),
+        "student_mean": pytest.approx(0.2),
+    }
     assert summary["models"]["kd"]["worst_group_name"] == "g1"
     with pytest.raises(ValueError, match="same examples"):
         wrong_example_margins(student, teacher.iloc[:3])

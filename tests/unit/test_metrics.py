@@ -281,8 +281,7 @@ def _reference(y, probs, attr, group, info, n_bins):
         return total / mask.sum()
 
     group_acc = {
-        name: (correct[group == g].mean() if (group == g).any() else None)
-        for g, name in enumerate(info.group_names)
+        name: (correct[group == g].mean() if (group == g).any() else None) for g, name in enumerate(info.group_names)
     }
     disparity = {}
     for c, name in enumerate(info.class_names):

@@ -57,7 +57,9 @@ def test_unknown_tap_path_names_the_tap() -> None:
 
 
 def test_unknown_model_lists_choices_and_suggests() -> None:
-    with pytest.raises(ConfigError, match=r"unknown model 'cnnn'\. Did you mean 'cnn'\? Valid model names: cnn, hf, mlp"):
+    with pytest.raises(
+        ConfigError, match=r"unknown model 'cnnn'\. Did you mean 'cnn'\? Valid model names: cnn, hf, mlp"
+    ):
         build_model({"name": "cnnn"}, IMAGE, where="student.model")
 
 
@@ -67,7 +69,10 @@ def test_bad_model_option_names_the_field() -> None:
 
 
 def test_model_modality_mismatch_is_explained() -> None:
-    with pytest.raises(ConfigError, match=r"student.model.name: model mlp needs tabular data, but data img is image. Use an image model \(cnn"):
+    with pytest.raises(
+        ConfigError,
+        match=r"student.model.name: model mlp needs tabular data, but data img is image. Use an image model \(cnn",
+    ):
         build_model({"name": "mlp"}, IMAGE, where="student.model")
 
 

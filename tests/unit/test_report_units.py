@@ -25,10 +25,18 @@ from fairdistill.report.aggregate import combine_seeds
 from fairdistill.report.changes import comparison_pairs, pair_changes
 from fairdistill.report.html import table_html
 from fairdistill.report.plots import pareto_front, tradeoff_png
-from fairdistill.rundir import read_metrics
 from fairdistill.report.tables import ComparisonTable, compare_table, comparison_table, to_markdown
-from fairdistill.sweep import GridAxis, grid_points, headline, parse_grid, point_label, run_sweep, split_values, sweep_table
-
+from fairdistill.rundir import read_metrics
+from fairdistill.sweep import (
+    GridAxis,
+    grid_points,
+    headline,
+    parse_grid,
+    point_label,
+    run_sweep,
+    split_values,
+    sweep_table,
+)
 
 # ----------------------------------------------------------------------------------------------- sweep grid
 
@@ -48,20 +56,23 @@ def test_parse_grid_keeps_commas_inside_brackets_and_quotes() -> None:
     assert split_values("[[1, 2], [3]], 4") == ["[[1, 2], [3]]", "4"]
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("methods.kd.loss.tau", "expected key.path=value1,value2"),
-    ("=1,2", "the key path is empty or has an empty segment"),
-    ("methods..tau=1,2", "the key path is empty or has an empty segment"),
-    ("a.b.=1", "the key path is empty or has an empty segment"),
-    ("a.b=1,,2", "empty value"),
-    ("a.b=", "empty value"),
-    ("a.b=1,2,", "empty value"),
-    ("a.b=1,2,1", "a value is repeated"),
-    ("a.b=[1, 2", "unclosed bracket or quote"),
-    ("a.b='x,y", "unclosed bracket or quote"),
-    ("a.b=1],2", "unbalanced ']'"),
-    ("a.b=@x", "is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("methods.kd.loss.tau", "expected key.path=value1,value2"),
+        ("=1,2", "the key path is empty or has an empty segment"),
+        ("methods..tau=1,2", "the key path is empty or has an empty segment"),
+        ("a.b.=1", "the key path is empty or has an empty segment"),
+        ("a.b=1,,2", "empty value"),
+        ("a.b=", "empty value"),
+        ("a.b=1,2,", "empty value"),
+        ("a.b=1,2,1", "a value is repeated"),
+        ("a.b=[1, 2", "unclosed bracket or quote"),
+        ("a.b='x,y", "unclosed bracket or quote"),
+        ("a.b=1],2", "unbalanced ']'"),
+        ("a.b=@x", "is not valid YAML"),
+    ],
+)
 def test_parse_grid_refuses_bad_specs(spec: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_grid(spec)
@@ -74,10 +85,16 @@ def test_grid_points_is_the_cartesian_product_in_order() -> None:
     points = grid_points([tau, alpha])
     assert len(points) == 6
     assert [[(a.path, k) for a, k in p] for p in points] == [
-        [("methods.kd.loss.tau", i), ("methods.kd.loss.alpha", j)] for i in range(2) for j in range(3)]
+        [("methods.kd.loss.tau", i), ("methods.kd.loss.alpha", j)] for i in range(2) for j in range(3)
+    ]
     assert [point_label(p) for p in points] == [
-        "tau=1, alpha=0.1", "tau=1, alpha=0.5", "tau=1, alpha=0.9",
-        "tau=4, alpha=0.1", "tau=4, alpha=0.5", "tau=4, alpha=0.9"]
+        "tau=1, alpha=0.1",
+        "tau=1, alpha=0.5",
+        "tau=1, alpha=0.9",
+        "tau=4, alpha=0.1",
+        "tau=4, alpha=0.5",
+        "tau=4, alpha=0.9",
+    ]
     # one axis: the value as written
     assert [point_label(p) for p in grid_points([parse_grid("student.train.lr=1e-3,0.01")])] == ["1e-3", "0.01"]
 
@@ -124,13 +141,23 @@ def test_tradeoff_plot_labels_points_and_marks_the_front(monkeypatch) -> None:
     monkeypatch.setattr(plots, "_png", lambda fig: drawn.append(fig) or real_png(fig))
 
     def point(label: str, model: str, role: str, acc: float | None, mad: float | None, wga: float) -> dict[str, Any]:
-        return {"label": label, "model": model, "role": role, "accuracy": acc, "recall_disparity_mad": mad,
-                "worst_group_accuracy": wga}
+        return {
+            "label": label,
+            "model": model,
+            "role": role,
+            "accuracy": acc,
+            "recall_disparity_mad": mad,
+            "worst_group_accuracy": wga,
+        }
 
-    points = [point("1", "teacher", "teacher", 0.95, 0.30, 0.60), point("1", "kd", "student", 0.90, 0.10, 0.70),
-              point("4", "teacher", "teacher", 0.95, 0.30, 0.60), point("4", "kd", "student", 0.92, 0.20, 0.50),
-              point("1", "dedier", "student", 0.85, 0.25, 0.45),  # dominated by kd@1 on both panels
-              point("9", "kd", "student", None, None, 0.40)]
+    points = [
+        point("1", "teacher", "teacher", 0.95, 0.30, 0.60),
+        point("1", "kd", "student", 0.90, 0.10, 0.70),
+        point("4", "teacher", "teacher", 0.95, 0.30, 0.60),
+        point("4", "kd", "student", 0.92, 0.20, 0.50),
+        point("1", "dedier", "student", 0.85, 0.25, 0.45),  # dominated by kd@1 on both panels
+        point("9", "kd", "student", None, None, 0.40),
+    ]
     png = tradeoff_png(points, "toy sweep")
     with Image.open(io.BytesIO(png)) as image:
         image.load()
@@ -152,11 +179,18 @@ def test_tradeoff_plot_labels_points_and_marks_the_front(monkeypatch) -> None:
 
 
 def test_headline_and_sweep_table() -> None:
-    metrics = {"models": {
-        "teacher": {"role": "teacher", "method": "erm", "splits": {"test": {"accuracy": 0.9, "ece": 0.1}}},
-        "kd": {"role": "student", "method": "kd", "splits": {"test": {"accuracy": 0.8, "worst_group_accuracy": 0.5}},
-               "splits_std": {"test": {"accuracy": 0.02, "worst_group_accuracy": None}}},
-    }, "amplification": {"students": {"kd": {"recall_disparity_mad": {"delta": 0.25}}}}}
+    metrics = {
+        "models": {
+            "teacher": {"role": "teacher", "method": "erm", "splits": {"test": {"accuracy": 0.9, "ece": 0.1}}},
+            "kd": {
+                "role": "student",
+                "method": "kd",
+                "splits": {"test": {"accuracy": 0.8, "worst_group_accuracy": 0.5}},
+                "splits_std": {"test": {"accuracy": 0.02, "worst_group_accuracy": None}},
+            },
+        },
+        "amplification": {"students": {"kd": {"recall_disparity_mad": {"delta": 0.25}}}},
+    }
     result = headline(metrics)
     assert result["teacher"]["accuracy"] == 0.9 and result["teacher"]["worst_group_accuracy"] is None
     assert "accuracy_std" not in result["teacher"]
@@ -180,7 +214,7 @@ def test_pair_changes_counts_per_group() -> None:
     index = [10, 11, 12, 13, 14, 15, 16, 17]
     y = [0, 0, 0, 1, 1, 1, 0, 1]
     group = [0, 0, 1, 2, 3, 3, 1, 2]
-    ref_pred = [0, 1, 1, 1, 0, 1, 0, 0]    # right on 10, 13, 15, 16
+    ref_pred = [0, 1, 1, 1, 0, 1, 0, 0]  # right on 10, 13, 15, 16
     other_pred = [1, 0, 0, 1, 1, 1, 0, 1]  # right on 11, 12, 13, 14, 15, 16, 17
     reference = _frame(index, y, group, ref_pred)
     other = _frame(index, y, group, other_pred).iloc[::-1].reset_index(drop=True)  # another order: matched by index
@@ -215,19 +249,28 @@ def _seed_document(seed: int, accuracy: float, groups: dict[str, float], ece: fl
     return {
         "run": {"name": "toy", "seed": seed},
         "dataset": {"name": "toy"},
-        "models": {"kd": {
-            "role": "student", "method": "kd", "model": {"name": "cnn", "width": 4}, "params": 438,
-            "train_seconds": 1.0 + seed, "selected_epoch": seed + 1, "history": [{"epoch": 1, "train_loss": seed}],
-            "splits": {"test": {"n": 100, "accuracy": accuracy, "group_accuracy": groups, "ece": ece}},
-        }},
+        "models": {
+            "kd": {
+                "role": "student",
+                "method": "kd",
+                "model": {"name": "cnn", "width": 4},
+                "params": 438,
+                "train_seconds": 1.0 + seed,
+                "selected_epoch": seed + 1,
+                "history": [{"epoch": 1, "train_loss": seed}],
+                "splits": {"test": {"n": 100, "accuracy": accuracy, "group_accuracy": groups, "ece": ece}},
+            }
+        },
     }
 
 
 def test_combine_seeds_mean_and_sample_std() -> None:
     accuracy = [0.50, 0.70, 0.66]
     group_a = [0.1, 0.4, 0.4]
-    documents = {s: _seed_document(s, accuracy[k], {"a": group_a[k], "b": 1.0}, [0.1, None, 0.3][k])
-                 for k, s in enumerate([3, 5, 8])}
+    documents = {
+        s: _seed_document(s, accuracy[k], {"a": group_a[k], "b": 1.0}, [0.1, None, 0.3][k])
+        for k, s in enumerate([3, 5, 8])
+    }
     combined = combine_seeds(documents)
     assert combined["run"]["seeds"] == [3, 5, 8] and combined["run"]["seed"] == 3
     kd = combined["models"]["kd"]
@@ -264,8 +307,12 @@ def test_combine_one_seed_is_the_single_seed_document() -> None:
 
 
 def _model(role: str, accuracy: float, mad: float, std: dict[str, float | None] | None = None) -> dict[str, Any]:
-    entry = {"role": role, "method": "kd" if role == "student" else "erm", "params": 12345,
-             "splits": {"test": {"accuracy": accuracy, "recall_disparity_mad": mad}}}
+    entry = {
+        "role": role,
+        "method": "kd" if role == "student" else "erm",
+        "params": 12345,
+        "splits": {"test": {"accuracy": accuracy, "recall_disparity_mad": mad}},
+    }
     if std is not None:
         entry["splits_std"] = {"test": std}
     return entry
@@ -282,10 +329,20 @@ def test_comparison_table_cells() -> None:
 
 
 def test_compare_table_difference_and_verdict() -> None:
-    a = {"models": {"teacher": _model("teacher", 0.90, 0.30), "kd": _model("student", 0.80, 0.20),
-                    "erm": _model("student", 0.70, 0.10)}}
-    b = {"models": {"teacher": _model("teacher", 0.90, 0.30), "kd": _model("student", 0.85, 0.25),
-                    "groupdro": _model("student", 0.60, 0.05)}}
+    a = {
+        "models": {
+            "teacher": _model("teacher", 0.90, 0.30),
+            "kd": _model("student", 0.80, 0.20),
+            "erm": _model("student", 0.70, 0.10),
+        }
+    }
+    b = {
+        "models": {
+            "teacher": _model("teacher", 0.90, 0.30),
+            "kd": _model("student", 0.85, 0.25),
+            "groupdro": _model("student", 0.60, 0.05),
+        }
+    }
     columns = (("accuracy", "accuracy", True), ("MAD", "recall_disparity_mad", False))
     table = compare_table(a, b, "test", columns)
     assert table.headers == ["model", "metric", "run A", "run B", "B − A", "B vs A"]
@@ -309,8 +366,11 @@ def test_markdown_escapes_pipes() -> None:
 
 def test_table_html_sortable_values_and_best() -> None:
     table = ComparisonTable(
-        ["model", "accuracy", "MAD"], [["a", "0.9", "0.3"], ["b", "0.8", "0.1"], ["c", "—", "0.2"]],
-        [[None, 0.9, 0.3], [None, 0.8, 0.1], [None, None, 0.2]], [None, True, False])
+        ["model", "accuracy", "MAD"],
+        [["a", "0.9", "0.3"], ["b", "0.8", "0.1"], ["c", "—", "0.2"]],
+        [[None, 0.9, 0.3], [None, 0.8, 0.1], [None, None, 0.2]],
+        [None, True, False],
+    )
     page = table_html(table, "t<1>", highlight=True)
     assert '<table id="t&lt;1&gt;" class="sortable">' in page
     assert '<td class="num best" data-value="0.9">0.9</td>' in page  # highest accuracy
@@ -346,8 +406,14 @@ def test_text_examples_show_both_fields_escaped() -> None:
     from fairdistill.report.changes import example_renderer
 
     y = torch.tensor([0, 1])
-    split = SplitDataset({}, y, y, y, name="test",
-                         texts={"text": ["A man <b>sleeps</b>.", "x" * 300], "text_pair": ["Nobody sleeps.", "ok"]})
+    split = SplitDataset(
+        {},
+        y,
+        y,
+        y,
+        name="test",
+        texts={"text": ["A man <b>sleeps</b>.", "x" * 300], "text_pair": ["Nobody sleeps.", "ok"]},
+    )
     render = example_renderer(split, "text")
     assert render(0) == ('<span class="snippet">A man &lt;b&gt;sleeps&lt;/b&gt;. <b>/</b> Nobody sleeps.</span>')
     assert render(1) == f'<span class="snippet">{"x" * 159}… <b>/</b> ok</span>'
@@ -367,12 +433,24 @@ def _hostile_document() -> dict[str, Any]:
     split = {"accuracy": 0.5, "worst_group_accuracy": 0.25, "group_accuracy": {g: 0.5 for g in groups}}
 
     def model(role: str) -> dict[str, Any]:
-        return {"role": role, "method": "kd", "params": 10, "train_seconds": 1.0, "splits": {"val": split, "test": split}}
+        return {
+            "role": role,
+            "method": "kd",
+            "params": 10,
+            "train_seconds": 1.0,
+            "splits": {"val": split, "test": split},
+        }
 
     return {
         "schema_version": 1,
-        "dataset": {"name": SCRIPT, "num_classes": 2, "class_names": classes, "attr_label": "a|b" + SCRIPT,
-                    "attr_names": attrs, "group_names": groups},
+        "dataset": {
+            "name": SCRIPT,
+            "num_classes": 2,
+            "class_names": classes,
+            "attr_label": "a|b" + SCRIPT,
+            "attr_names": attrs,
+            "group_names": groups,
+        },
         "run": {"name": SCRIPT, "seed": 0, "select": "last"},
         "models": {MODEL: model("student"), "a|b": model("student")},
     }
@@ -443,8 +521,9 @@ def test_model_intervals_hold_the_point_value() -> None:
 
 
 def _history_metrics() -> dict[str, Any]:
-    history = [{"epoch": e, "train_loss": 1.0 / e, "val_acc": 0.5 + 0.1 * e, "adversary_strength": 1.0}
-               for e in (1, 2, 3)]
+    history = [
+        {"epoch": e, "train_loss": 1.0 / e, "val_acc": 0.5 + 0.1 * e, "adversary_strength": 1.0} for e in (1, 2, 3)
+    ]
     model = {"role": "student", "method": "kd", "history": history, "selected_epoch": 2}
     return {"models": {"teacher": {**model, "role": "teacher"}, "kd": model}}
 

@@ -19,7 +19,8 @@ def test_warm_up_then_linear_decay_hand_computed() -> None:
 
 def test_cosine_without_warm_up_hand_computed() -> None:
     assert [lr_factor(s, 4, 0, "cosine") for s in range(5)] == pytest.approx(
-        [1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2, 0.0])
+        [1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2, 0.0]
+    )
 
 
 def test_constant_is_flat_after_warm_up() -> None:

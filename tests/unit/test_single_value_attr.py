@@ -18,12 +18,18 @@ from fairdistill.evaluate.metrics import ATTRIBUTE_GAPS, compute_metrics
 from fairdistill.report.aggregate import combine_seeds
 from fairdistill.report.html import render_html
 from fairdistill.report.markdown import render_markdown
-from fairdistill.rundir import check_metrics
 from fairdistill.report.tables import comparison_table
+from fairdistill.rundir import check_metrics
 
 CLASSES, ATTRS = ("neg", "pos"), ("red", "green")
-INFO = DatasetInfo(name="toy", num_classes=2, class_names=CLASSES, attr_names=ATTRS,
-                   group_names=label_attr_groups(CLASSES, ATTRS), modality="tabular")
+INFO = DatasetInfo(
+    name="toy",
+    num_classes=2,
+    class_names=CLASSES,
+    attr_names=ATTRS,
+    group_names=label_attr_groups(CLASSES, ATTRS),
+    modality="tabular",
+)
 REASON = "the attribute has one value (green) in this split"
 
 # Eight examples, all green (attr 1); the predictions are wrong on two of them.
@@ -54,7 +60,8 @@ def test_two_attribute_values_keep_their_values_and_record_nothing() -> None:
     m = compute_metrics(Y, one_hot(PRED), attr, 2 * Y + attr, INFO)
     assert "undefined" not in m
     assert m["dp_difference"] == pytest.approx(
-        demographic_parity_difference(Y, PRED, sensitive_features={"attr": attr}))
+        demographic_parity_difference(Y, PRED, sensitive_features={"attr": attr})
+    )
     assert m["eo_difference"] is not None and m["recall_disparity_mad"] is not None
 
 
@@ -87,8 +94,14 @@ def _split(m: dict) -> dict:
 def _document(teacher: dict, student: dict) -> dict:
     return {
         "schema_version": 1,
-        "dataset": {"name": "toy", "num_classes": 2, "class_names": list(CLASSES), "attr_label": "colour",
-                    "attr_names": list(ATTRS), "group_names": list(INFO.group_names)},
+        "dataset": {
+            "name": "toy",
+            "num_classes": 2,
+            "class_names": list(CLASSES),
+            "attr_label": "colour",
+            "attr_names": list(ATTRS),
+            "group_names": list(INFO.group_names),
+        },
         "run": {"name": "one-colour", "seed": 0, "select": "last"},
         "models": {
             "teacher": {"role": "teacher", "method": "erm", "params": 10, "train_seconds": 1.0, "splits": teacher},
@@ -115,8 +128,13 @@ def test_reports_show_a_dash_and_say_why() -> None:
     m = compute_metrics(Y, one_hot(PRED), ATTR, GROUP, INFO)
     labels = LabelArrays.of(Y, ATTR, GROUP, 2, 2, 4)
     metrics = _document(_split(m), _split(m))
-    metrics["amplification"] = {"split": "test", "reference": "teacher", "resamples": 20, "confidence": 0.95,
-                                "students": {"kd": amplification(labels, [PRED], [PRED], resamples=20)}}
+    metrics["amplification"] = {
+        "split": "test",
+        "reference": "teacher",
+        "resamples": 20,
+        "confidence": 0.95,
+        "students": {"kd": amplification(labels, [PRED], [PRED], resamples=20)},
+    }
     check_metrics(metrics, Path("metrics.json"))
     table = comparison_table(metrics, "test")
     dp = table.headers.index("DP diff")

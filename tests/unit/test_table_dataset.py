@@ -178,14 +178,14 @@ def test_single_file_split_is_stratified_60_20_20(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "all.csv", _grouped_table(counts))
     splits = load_dataset("csv", {"path": str(path), "label": "label", "attr": "attr"})
     assert [len(s) for _, s in splits.items()] == [60, 20, 20]
-    for (_, split), share in zip(splits.items(), (0.6, 0.2, 0.2)):
+    for (_, split), share in zip(splits.items(), (0.6, 0.2, 0.2), strict=True):
         per_group = torch.bincount(split.group, minlength=4).tolist()
-        for got, total in zip(per_group, counts.values()):
+        for got, total in zip(per_group, counts.values(), strict=True):
             assert abs(got - total * share) <= 1, (split.name, per_group)
     ids = [_row_ids(splits, s) for _, s in splits.items()]
     assert sorted(sum(ids, [])) == list(range(100))  # the splits partition the file's rows
     # every row keeps its own label: rows 0-69 are "no", 70-99 "yes"; 0-39 and 70-89 are attr "a"
-    for (_, split), rid in zip(splits.items(), ids):
+    for (_, split), rid in zip(splits.items(), ids, strict=True):
         assert split.y.tolist() == [int(r >= 70) for r in rid]
         assert split.attr.tolist() == [int(not (r < 40 or 70 <= r < 90)) for r in rid]
     assert splits.provenance["files"]["path"]["path"] == str(path.resolve())
@@ -201,7 +201,7 @@ def test_split_is_deterministic_per_split_seed(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "all.csv", _grouped_table(counts))
     options = {"path": str(path), "label": "label", "attr": "attr"}
     first, again = load_dataset("csv", options), load_dataset("csv", {**options, "split_seed": 0})
-    for (_, a), (_, b) in zip(first.items(), again.items()):
+    for (_, a), (_, b) in zip(first.items(), again.items(), strict=True):
         assert torch.equal(_x(a), _x(b)) and torch.equal(a.y, b.y) and torch.equal(a.group, b.group)
     other = load_dataset("csv", {**options, "split_seed": 1})
     assert sorted(_row_ids(other, other.val)) != sorted(_row_ids(first, first.val))
@@ -216,7 +216,7 @@ def test_val_is_held_out_of_the_train_file(tmp_path: Path) -> None:
     splits = load_dataset("csv", options)
     assert [len(s) for _, s in splits.items()] == [40, 10, 7]
     val_groups = torch.bincount(splits.val.group, minlength=4).tolist()
-    assert all(abs(got - n * 0.2) <= 1 for got, n in zip(val_groups, (20, 15, 10, 5)))
+    assert all(abs(got - n * 0.2) <= 1 for got, n in zip(val_groups, (20, 15, 10, 5), strict=True))
     assert sorted(_row_ids(splits, splits.train) + _row_ids(splits, splits.val)) == list(range(50))
     assert splits.test.y.tolist() == [0, 0, 0, 1, 1, 1, 1]
     quarter = load_dataset("csv", {**options, "val_fraction": 0.25})
@@ -251,8 +251,10 @@ def test_parquet_round_trip_equals_csv(tmp_path: Path) -> None:
     a = load_dataset("csv", {"path": str(csv), **options})
     b = load_dataset("parquet", {"path": str(tmp_path / "t.parquet"), **options})
     assert b.info.name == "parquet" and b.info.modality == "tabular"
-    assert {k: v for k, v in vars(a.info).items() if k != "name"} == {k: v for k, v in vars(b.info).items() if k != "name"}
-    for (_, sa), (_, sb) in zip(a.items(), b.items()):
+    assert {k: v for k, v in vars(a.info).items() if k != "name"} == {
+        k: v for k, v in vars(b.info).items() if k != "name"
+    }
+    for (_, sa), (_, sb) in zip(a.items(), b.items(), strict=True):
         assert torch.equal(_x(sa), _x(sb))
         assert torch.equal(sa.y, sb.y) and torch.equal(sa.attr, sb.attr) and torch.equal(sa.group, sb.group)
     assert a.provenance["feature_names"] == b.provenance["feature_names"]
@@ -302,9 +304,7 @@ def test_missing_file_names_the_resolved_path(tmp_path: Path, monkeypatch: pytes
     assert str(tmp_path.resolve() / "tr.parquet") in message
 
 
-def test_relative_paths_resolve_against_the_current_directory(
-    small_csv: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_relative_paths_resolve_against_the_current_directory(small_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(small_csv.parent)
     splits = load_dataset("csv", {"path": small_csv.name, "label": "income", "attr": "sex"})
     assert splits.provenance["files"]["path"]["path"] == str(small_csv.resolve())
@@ -373,9 +373,13 @@ def test_attr_out_of_range_is_reported_like_the_label(tmp_path: Path) -> None:
 
 def test_missing_values_error_or_drop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     frame = pd.DataFrame(
-        {"f": [1.0, None, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], "c": ["p", "q", "p", None, "q", "p", "q", "p", "q", "p"],
-         "y": [0, 1] * 5, "a": [0, 0, 1, 1] * 2 + [0, 1]}
-    )  # fmt: skip
+        {
+            "f": [1.0, None, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0],
+            "c": ["p", "q", "p", None, "q", "p", "q", "p", "q", "p"],
+            "y": [0, 1] * 5,
+            "a": [0, 0, 1, 1] * 2 + [0, 1],
+        }
+    )
     path = _write_csv(tmp_path / "holes.csv", frame)
     options = {"path": str(path), "label": "y", "attr": "a"}
     message = _error("csv", options)
@@ -439,7 +443,9 @@ def test_date_columns_must_be_ignored(tmp_path: Path) -> None:
     frame.to_parquet(tmp_path / "dates.parquet")
     message = _error("parquet", {"path": str(tmp_path / "dates.parquet"), "label": "y", "attr": "a"})
     assert "'when'" in message and "ignore:" in message
-    ok = load_dataset("parquet", {"path": str(tmp_path / "dates.parquet"), "label": "y", "attr": "a", "ignore": ["when"]})
+    ok = load_dataset(
+        "parquet", {"path": str(tmp_path / "dates.parquet"), "label": "y", "attr": "a", "ignore": ["when"]}
+    )
     assert ok.provenance["feature_names"] == ["f"]
 
 

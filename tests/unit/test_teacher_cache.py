@@ -15,13 +15,21 @@ import pytest
 import torch
 
 from fairdistill.data.core import DatasetInfo, SplitDataset, label_attr_group_index, label_attr_groups
-from fairdistill.models import build_model
 from fairdistill.errors import FairdistillError
+from fairdistill.models import build_model
 from fairdistill.train import cache
 from fairdistill.train.cache import default_cache_dir, load_or_compute, usable_cache_dir
 
-INFO = DatasetInfo("toy", 2, ("no", "yes"), ("a", "b"), label_attr_groups(("no", "yes"), ("a", "b")), "tabular", (5,),
-                   attr_label="attr")
+INFO = DatasetInfo(
+    "toy",
+    2,
+    ("no", "yes"),
+    ("a", "b"),
+    label_attr_groups(("no", "yes"), ("a", "b")),
+    "tabular",
+    (5,),
+    attr_label="attr",
+)
 DESCRIPTION = {"name": "toy", "seed": 0}
 
 
@@ -45,8 +53,9 @@ def _direct_logits(teacher, split: SplitDataset) -> np.ndarray:
 
 
 def _load(teacher, split, cache_dir: Path):
-    return load_or_compute(teacher, split, DESCRIPTION, cache_dir, batch_size=8, device="cpu",
-                           num_classes=INFO.num_classes)
+    return load_or_compute(
+        teacher, split, DESCRIPTION, cache_dir, batch_size=8, device="cpu", num_classes=INFO.num_classes
+    )
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -112,11 +121,23 @@ def _other_class_count(entry: Path) -> None:
     (entry / "meta.json").write_text(json.dumps({**meta, "classes": 3}))
 
 
-@pytest.mark.parametrize("damage", [_truncate_logits, _garbage_meta, _stale_row_count, _nan_logits,
-                                    _missing_embedding, _list_meta, _string_meta, _extra_class_column,
-                                    _other_class_count])
-def test_corrupted_or_stale_entry_is_rebuilt_with_a_warning(damage, tmp_path: Path,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _truncate_logits,
+        _garbage_meta,
+        _stale_row_count,
+        _nan_logits,
+        _missing_embedding,
+        _list_meta,
+        _string_meta,
+        _extra_class_column,
+        _other_class_count,
+    ],
+)
+def test_corrupted_or_stale_entry_is_rebuilt_with_a_warning(
+    damage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     teacher, split = _teacher(), _split()
     entry = _load(teacher, split, tmp_path).path
     damage(entry)
@@ -163,8 +184,9 @@ def test_a_complete_entry_of_another_writer_is_kept(tmp_path: Path) -> None:
     assert second.path == entry and sorted(p.name for p in entry.parent.iterdir()) == ["k"]
 
 
-def test_tilde_and_variables_in_the_cache_variable_are_expanded(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tilde_and_variables_in_the_cache_variable_are_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("SUB", "fd")
     monkeypatch.setenv("FAIRDISTILL_CACHE", "~/caches/$SUB")
@@ -208,9 +230,9 @@ def _read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize("unusable", [_file_as_cache_variable, _file_in_the_way, _read_only])
-def test_an_unusable_cache_folder_falls_back_to_a_temporary_one(unusable, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unusable_cache_folder_falls_back_to_a_temporary_one(
+    unusable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     cache_dir = unusable(tmp_path, monkeypatch)
     caplog.set_level(logging.INFO, logger="fairdistill")
     fallback = usable_cache_dir(cache_dir)
@@ -228,8 +250,9 @@ def test_a_usable_cache_folder_is_kept(tmp_path: Path, caplog: pytest.LogCapture
     assert not _warnings(caplog) and os.listdir(tmp_path / "new" / "teacher") == [], "the probe file is removed"
 
 
-def test_a_failed_write_keeps_the_outputs_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failed_write_keeps_the_outputs_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def disk_full(path, *args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
@@ -243,8 +266,9 @@ def test_a_failed_write_keeps_the_outputs_in_memory(tmp_path: Path, monkeypatch:
     assert os.listdir(tmp_path / "teacher") == [], "the temporary folder is removed"
 
 
-def test_a_cache_folder_that_is_a_file_keeps_the_outputs_in_memory(tmp_path: Path,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_cache_folder_that_is_a_file_keeps_the_outputs_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "teacher").write_text("")
     outputs = _load(_teacher(), _split(), tmp_path)
     assert outputs.path is None and len(outputs.logits) == 37 and "a file is in the way" in _warnings(caplog)[0]

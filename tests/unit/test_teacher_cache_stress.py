@@ -26,8 +26,9 @@ def test_two_writers_and_a_reader_lose_nothing(tmp_path: Path, monkeypatch: pyte
     result = _harness().stress(tmp_path, writers=2, writes=50, keys=KEYS)
     assert result["lost_writes"] == 0, result["errors"]
     assert result["valid_entries_deleted"] == 0, "no process deletes a complete entry of another"
-    assert result["reads_not_valid_after_valid"] == 0 and result["reader_errors"] == 0, \
+    assert result["reads_not_valid_after_valid"] == 0 and result["reader_errors"] == 0, (
         "the reader never takes an entry being installed for a damaged or missing one"
+    )
     assert result["damaged_entries_deleted"] == KEYS, "each seeded damaged entry is replaced exactly once"
     assert result["wrong_outputs_returned"] == 0 and result["reads"] >= KEYS
     assert result["final_entries_valid"] == KEYS and result["leftovers"] == [], "no temporary or lock file left"

@@ -30,10 +30,18 @@ RECIPES = {
 
 def _values(i: int) -> dict[str, Any]:
     base = 0.5 + 0.04 * i
-    return {"accuracy": base, "worst_group_accuracy": base - 0.3, "balanced_accuracy": base - 0.01,
-            "macro_f1": base - 0.02, "macro_recall": base - 0.01, "macro_precision": base + 0.01,
-            "recall_disparity_mad": 0.3 - 0.02 * i, "eo_difference": 0.35 - 0.02 * i, "dp_difference": 0.1,
-            "ece": 0.05}
+    return {
+        "accuracy": base,
+        "worst_group_accuracy": base - 0.3,
+        "balanced_accuracy": base - 0.01,
+        "macro_f1": base - 0.02,
+        "macro_recall": base - 0.01,
+        "macro_precision": base + 0.01,
+        "recall_disparity_mad": 0.3 - 0.02 * i,
+        "eo_difference": 0.35 - 0.02 * i,
+        "dp_difference": 0.1,
+        "ece": 0.05,
+    }
 
 
 def metrics_document(seeds: int = 1, undefined: bool = False) -> dict[str, Any]:
@@ -42,15 +50,21 @@ def metrics_document(seeds: int = 1, undefined: bool = False) -> dict[str, Any]:
         test = _values(i)
         if undefined and name == "kd":
             test.update(eo_difference=None, undefined={"eo_difference": "the split holds one attribute value"})
-        entry = {"role": "teacher" if name == "teacher" else "student", "method": recipe,
-                 "params": 421_034 if name == "teacher" else 10_394,
-                 "model": {"name": "cnn", "width": 32 if name == "teacher" else 4},
-                 "splits": {"test": test, "val": _values(i)}}
+        entry = {
+            "role": "teacher" if name == "teacher" else "student",
+            "method": recipe,
+            "params": 421_034 if name == "teacher" else 10_394,
+            "model": {"name": "cnn", "width": 32 if name == "teacher" else 4},
+            "splits": {"test": test, "val": _values(i)},
+        }
         if seeds > 1:
             entry["splits_std"] = {"test": {key: 0.0123 for key in test if key != "undefined"}}
         models[name] = entry
-    return {"run": {"name": "default"}, "dataset": {"name": "colored-mnist", "group_names": ["g0", "g1"]},
-            "models": models}
+    return {
+        "run": {"name": "default"},
+        "dataset": {"name": "colored-mnist", "group_names": ["g0", "g1"]},
+        "models": models,
+    }
 
 
 def render(renderable: Any, width: int) -> str:
@@ -86,7 +100,7 @@ def test_wider_consoles_show_more_columns() -> None:
     assert "kd + early-readout(laplace-margin, beta=3, alpha=0.2)" in render(to_rich(wide, "t", left=3), 200)
     for width in (80, 100, 140):
         table = terminal_table(metrics, "test", width)
-        assert table_width(dict(zip(table.headers, map(list, zip(*table.rows))))) <= width
+        assert table_width(dict(zip(table.headers, map(list, zip(*table.rows, strict=True)), strict=True))) <= width
 
 
 def test_transfer_table_fits_80_columns_with_arrows() -> None:

@@ -68,7 +68,11 @@ def mnli_dir(tmp_path: Path) -> Path:
     _write_jsonl(folder / "train.jsonl", _rows("train", 90, 0))
     _write_jsonl(folder / "dev_matched.jsonl", _rows("matched", 30, 2))
     original = [
-        {"sentence1": r["premise"], "sentence2": r["hypothesis"], "gold_label": "-" if r["label"] < 0 else NAMES[r["label"]]}
+        {
+            "sentence1": r["premise"],
+            "sentence2": r["hypothesis"],
+            "gold_label": "-" if r["label"] < 0 else NAMES[r["label"]],
+        }
         for r in _rows("mismatched", 30, 3)
     ]
     _write_jsonl(folder / "multinli_1.0_dev_mismatched.jsonl", original)
@@ -113,7 +117,7 @@ def test_multinli_random_split_is_stratified_and_seeded(mnli_dir: Path) -> None:
     a = load_dataset("multinli", {"path": str(mnli_dir), "split_seed": 1})
     b = load_dataset("multinli", {"path": str(mnli_dir), "split_seed": 1})
     c = load_dataset("multinli", {"path": str(mnli_dir), "split_seed": 2})
-    for (_, sa), (_, sb) in zip(a.items(), b.items()):
+    for (_, sa), (_, sb) in zip(a.items(), b.items(), strict=True):
         assert sa.texts == sb.texts and torch.equal(sa.group, sb.group)
     assert a.train.texts["text"] != c.train.texts["text"]
     pooled = torch.cat([s.group for _, s in a.items()])
@@ -137,7 +141,9 @@ def test_multinli_official_protocol(mnli_dir: Path) -> None:
 def test_multinli_max_examples_is_group_stratified(mnli_dir: Path) -> None:
     splits = load_dataset("multinli", {"path": str(mnli_dir), "max_examples": 60})
     assert [len(s) for _, s in splits.items()] == [30, 12, 18]
-    assert sorted(set(splits.train.group.tolist())) == sorted(set(load_dataset("multinli", {"path": str(mnli_dir)}).train.group.tolist()))
+    assert sorted(set(splits.train.group.tolist())) == sorted(
+        set(load_dataset("multinli", {"path": str(mnli_dir)}).train.group.tolist())
+    )
 
 
 def test_multinli_saved_arrow_and_hub_match_jsonl(mnli_dir: Path, tmp_path: Path, monkeypatch) -> None:
@@ -165,7 +171,7 @@ def test_multinli_saved_arrow_and_hub_match_jsonl(mnli_dir: Path, tmp_path: Path
     monkeypatch.setattr(datasets, "load_dataset", lambda hub_id: data)
     from_hub = load_dataset("multinli", {"hub": True})
     for other in (from_arrow, from_hub):
-        for (_, s1), (_, s2) in zip(expected.items(), other.items()):
+        for (_, s1), (_, s2) in zip(expected.items(), other.items(), strict=True):
             assert s1.texts == s2.texts and torch.equal(s1.group, s2.group) and torch.equal(s1.y, s2.y)
     assert from_hub.provenance["sources"]["train"]["hub_id"] == "nyu-mll/multi_nli"
 
@@ -174,7 +180,9 @@ LABELS_BY_NAME = {"entailment": 0, "neutral": 1, "contradiction": 2, "-": -1}
 
 
 def test_multinli_hub_offline_says_it_needs_the_hub() -> None:
-    with pytest.raises(DataError, match="set and there is no cached copy, so this can only be checked on a machine with hub access"):
+    with pytest.raises(
+        DataError, match="set and there is no cached copy, so this can only be checked on a machine with hub access"
+    ):
         load_dataset("multinli", {"hub": True})
 
 
@@ -395,7 +403,9 @@ def test_text_table_errors(tmp_path: Path) -> None:
     frame = _table()
     frame.loc[[2, 5], "sentiment"] = ""
     frame.to_csv(tmp_path / "t.csv", index=False)
-    with pytest.raises(DataError, match=r"t.csv: label column 'sentiment' is empty at row\(s\) 4, 7 \(row 1 = header\)"):
+    with pytest.raises(
+        DataError, match=r"t.csv: label column 'sentiment' is empty at row\(s\) 4, 7 \(row 1 = header\)"
+    ):
         load_dataset("text-table", {**base, "path": str(tmp_path / "t.csv")})
     (tmp_path / "t.jsonl").write_text('{"sentence": "a", "sentiment": 0}\n\n{"sentence": "b", "sentiment": 1\n')
     with pytest.raises(DataError, match=r"t.jsonl: line 3 is not JSON"):

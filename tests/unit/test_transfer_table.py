@@ -22,14 +22,26 @@ from fairdistill.report.transfer import (
 
 
 def _split(acc, recall, precision, f1, mad) -> dict:
-    return {"accuracy": acc, "macro_recall": recall, "macro_precision": precision, "macro_f1": f1,
-            "recall_disparity_mad": mad, "worst_group_accuracy": 0.5, "balanced_accuracy": 0.6,
-            "group_accuracy": {"g0": 0.5, "g1": 0.7}}
+    return {
+        "accuracy": acc,
+        "macro_recall": recall,
+        "macro_precision": precision,
+        "macro_f1": f1,
+        "recall_disparity_mad": mad,
+        "worst_group_accuracy": 0.5,
+        "balanced_accuracy": 0.6,
+        "group_accuracy": {"g0": 0.5, "g1": 0.7},
+    }
 
 
-TEACHER = {"role": "teacher", "method": "erm", "model": {"name": "mlp", "hidden": [256, 256]}, "params": 1000,
-           "train_seconds": 1.0, "splits": {"test": _split(0.649, 0.6491, 0.66, 0.646, 0.084),
-                                            "val": _split(0.7, 0.7, 0.7, 0.7, 0.1)}}
+TEACHER = {
+    "role": "teacher",
+    "method": "erm",
+    "model": {"name": "mlp", "hidden": [256, 256]},
+    "params": 1000,
+    "train_seconds": 1.0,
+    "splits": {"test": _split(0.649, 0.6491, 0.66, 0.646, 0.084), "val": _split(0.7, 0.7, 0.7, 0.7, 0.1)},
+}
 STUDENT = {"name": "mlp", "hidden": [16]}
 METRICS = {
     "schema_version": 1,
@@ -37,13 +49,30 @@ METRICS = {
     "run": {"name": "zoo", "seed": 0, "select": "last"},
     "models": {
         "teacher": TEACHER,
-        "kd": {"role": "student", "method": "kd", "model": STUDENT, "params": 50, "train_seconds": 1.0,
-               "splits": {"test": _split(0.65, 0.6504, 0.65, 0.647, 0.1226), "val": _split(0.6, 0.6, 0.6, 0.6, 0.2)}},
-        "rkd-strong": {"role": "student", "method": "rkd", "model": STUDENT, "params": 50, "train_seconds": 1.0,
-                       "splits": {"test": _split(0.656, 0.656, 0.657, 0.652, 0.0748),
-                                  "val": _split(0.6, 0.6, 0.6, 0.6, 0.2)}},
-        "missing": {"role": "student", "method": "kdpp", "model": STUDENT, "params": 50, "train_seconds": 1.0,
-                    "splits": {"test": _split(0.5, 0.5, 0.5, 0.5, None), "val": _split(0.5, 0.5, 0.5, 0.5, None)}},
+        "kd": {
+            "role": "student",
+            "method": "kd",
+            "model": STUDENT,
+            "params": 50,
+            "train_seconds": 1.0,
+            "splits": {"test": _split(0.65, 0.6504, 0.65, 0.647, 0.1226), "val": _split(0.6, 0.6, 0.6, 0.6, 0.2)},
+        },
+        "rkd-strong": {
+            "role": "student",
+            "method": "rkd",
+            "model": STUDENT,
+            "params": 50,
+            "train_seconds": 1.0,
+            "splits": {"test": _split(0.656, 0.656, 0.657, 0.652, 0.0748), "val": _split(0.6, 0.6, 0.6, 0.6, 0.2)},
+        },
+        "missing": {
+            "role": "student",
+            "method": "kdpp",
+            "model": STUDENT,
+            "params": 50,
+            "train_seconds": 1.0,
+            "splits": {"test": _split(0.5, 0.5, 0.5, 0.5, None), "val": _split(0.5, 0.5, 0.5, 0.5, None)},
+        },
     },
 }
 
@@ -75,12 +104,39 @@ def test_formatting_in_percent() -> None:
 def test_table_strings() -> None:
     table = transfer_table(METRICS)
     assert table.headers == list(TRANSFER_HEADERS)
-    assert table.headers == ["method", "teacher - student", "top-1 acc", "worst-group acc", "macro recall",
-                             "macro precision", "macro F1", "MAD", "MAD change"]
-    assert table.rows[0] == ["kd", "mlp hidden=256x256 - mlp hidden=16", "64.9-65.0", "50.0-50.0", "64.9-65.0",
-                             "66.0-65.0", "64.6-64.7", "8.4-12.3", "+46.0%"]
-    assert table.rows[1] == ["rkd-strong (rkd)", "mlp hidden=256x256 - mlp hidden=16", "64.9-65.6", "50.0-50.0",
-                             "64.9-65.6", "66.0-65.7", "64.6-65.2", "8.4-7.5", "-11.0%"]
+    assert table.headers == [
+        "method",
+        "teacher - student",
+        "top-1 acc",
+        "worst-group acc",
+        "macro recall",
+        "macro precision",
+        "macro F1",
+        "MAD",
+        "MAD change",
+    ]
+    assert table.rows[0] == [
+        "kd",
+        "mlp hidden=256x256 - mlp hidden=16",
+        "64.9-65.0",
+        "50.0-50.0",
+        "64.9-65.0",
+        "66.0-65.0",
+        "64.6-64.7",
+        "8.4-12.3",
+        "+46.0%",
+    ]
+    assert table.rows[1] == [
+        "rkd-strong (rkd)",
+        "mlp hidden=256x256 - mlp hidden=16",
+        "64.9-65.6",
+        "50.0-50.0",
+        "64.9-65.6",
+        "66.0-65.7",
+        "64.6-65.2",
+        "8.4-7.5",
+        "-11.0%",
+    ]
     assert table.rows[2][-2:] == ["8.4-—", "—"]
     val = transfer_table(METRICS, "val")
     assert val.rows[0][2] == "70.0-60.0" and val.rows[0][-1] == "+100.0%"
@@ -89,8 +145,10 @@ def test_table_strings() -> None:
 def test_markdown_and_rich_renderings() -> None:
     md = transfer_markdown(METRICS)
     assert "| method | teacher - student | top-1 acc |" in md
-    assert ("| kd | mlp hidden=256x256 - mlp hidden=16 | 64.9-65.0 | 50.0-50.0 | 64.9-65.0 | 66.0-65.0 | 64.6-64.7 "
-            "| 8.4-12.3 | +46.0% |") in md
+    assert (
+        "| kd | mlp hidden=256x256 - mlp hidden=16 | 64.9-65.0 | 50.0-50.0 | 64.9-65.0 | 66.0-65.0 | 64.6-64.7 "
+        "| 8.4-12.3 | +46.0% |"
+    ) in md
     out = StringIO()
     Console(file=out, width=200).print(transfer_rich(METRICS, title="zoo"))
     text = out.getvalue()

@@ -42,7 +42,7 @@ import pandas as pd
 from pydantic import Field
 
 from fairdistill.data.core import DATASETS, DatasetInfo, DatasetOptions, Splits, label_attr_groups
-from fairdistill.data.source_files import json_objects, resolve_path, sha256_file
+from fairdistill.data.source_files import resolve_path, sha256_file
 from fairdistill.data.text_common import (
     SPLIT_NAMES,
     first_rows,
@@ -123,7 +123,7 @@ def load_civilcomments(options: CivilCommentsOptions) -> Splits:
     y = (_numeric(frame, "toxicity", file) >= THRESHOLD).astype(np.int64)
     mentions = np.stack([_numeric(frame, c, file) >= THRESHOLD for c in IDENTITIES], axis=1)
     if options.identity == "any":
-        attr = mentions.any(axis=1).astype(np.int64)
+        attr = np.asarray(mentions.any(axis=1), dtype=np.int64)  # (rows,): numpy's stubs allow a scalar here
         subject = "identity"
     else:
         attr = mentions[:, IDENTITIES.index(options.identity)].astype(np.int64)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch.utils.data import Dataset
 
 from fairdistill.errors import ConfigError
@@ -37,6 +39,9 @@ class DatasetInfo:
     attr_label: str = "attr"
     #: False when the data has no real group/attribute labels (methods that need them refuse to run).
     groups_known: bool = True
+    #: Examples per class in the train split, set when the splits were made long-tailed (``long_tail``); the
+    #: metrics then add head / medium / tail class accuracies (data/long_tail.py). None otherwise.
+    train_class_counts: tuple[int, ...] | None = None
 
     @property
     def num_groups(self) -> int:
@@ -47,9 +52,7 @@ class DatasetInfo:
         return len(self.attr_names)
 
 
-def label_attr_groups(
-    class_names: tuple[str, ...], attr_names: tuple[str, ...]
-) -> tuple[str, ...]:
+def label_attr_groups(class_names: tuple[str, ...], attr_names: tuple[str, ...]) -> tuple[str, ...]:
     """Group names for the (label, attribute) grouping; group index = y * num_attrs + attr."""
     return tuple(f"{c}|{a}" for c in class_names for a in attr_names)
 
@@ -104,7 +107,7 @@ class SplitDataset(Dataset):
         self.encodings[key] = encoding
 
 
-def ensure_encoding(model: object, splits: "Splits") -> None:
+def ensure_encoding(model: object, splits: Splits) -> None:
     """Give every split the encoding ``model`` reads, if the model can make it from the split's raw texts.
 
     A model that tokenises (it has ``encode_texts(texts) -> Encoding`` and an ``input_key``) gets its encoding
@@ -146,7 +149,7 @@ class Batch:
     group: torch.Tensor
     index: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         def move(enc: Encoding) -> Encoding:
             if isinstance(enc, Mapping):
                 return {k: v.to(device) for k, v in enc.items()}
@@ -197,11 +200,24 @@ class Splits:
         return [("train", self.train), ("val", self.val), ("test", self.test)]
 
 
+class LongTailOptions(Options):
+    """``long_tail:`` in a dataset's options: an exponentially long-tailed train split, balanced val and test.
+
+    Applied to any dataset after it is loaded (:func:`fairdistill.data.long_tail.make_long_tailed`): class k
+    keeps n_max·imbalance^(−k/(C−1)) train examples (rounded down), class 0 the most.
+    """
+
+    #: Ratio of the largest to the smallest train class, n_0 / n_(C−1); 1 keeps the classes balanced.
+    imbalance: float = Field(ge=1.0, le=1e6)
+
+
 class DatasetOptions(Options):
     """Options every dataset accepts; a dataset's own options subclass this."""
 
     #: Seed of the train/val/test split (independent of the training seeds, so seeds vary models, not data).
     split_seed: int = 0
+    #: Make the train split long-tailed and val/test class-balanced (None: the splits as loaded).
+    long_tail: LongTailOptions | None = None
 
 
 #: Dataset loaders: ``loader(options) -> Splits``, registered with their options model.

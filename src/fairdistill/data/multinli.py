@@ -110,7 +110,7 @@ class MultiNLIOptions(DatasetOptions):
     max_examples: int | None = Field(default=None, ge=3)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "MultiNLIOptions":
+    def _one_source(self) -> MultiNLIOptions:
         if self.hub and self.path is not None:
             raise ValueError("give either hub: true or path:, not both")
         if not self.hub and self.path is None:
@@ -199,7 +199,9 @@ def _from_arrow(dataset: Any, split: str, origin: str) -> _Source:
                 f"multinli: {origin}: split {split!r}: field {name!r} is not a string at row index(es) "
                 f"{first_rows(np.asarray(bad))} (0-based)"
             )
-    bad = [i for i, v in enumerate(raw_labels) if isinstance(v, bool) or not isinstance(v, int) or v not in VALID_LABELS]
+    bad = [
+        i for i, v in enumerate(raw_labels) if isinstance(v, bool) or not isinstance(v, int) or v not in VALID_LABELS
+    ]
     if bad:
         raise DataError(
             f"multinli: {origin}: split {split!r}: label {raw_labels[bad[0]]!r} at row index {bad[0]} (0-based; "
@@ -260,7 +262,9 @@ def _load_path(path: str) -> dict[str, _Source]:
         try:
             data = datasets.load_from_disk(str(folder))
         except Exception as exc:  # noqa: BLE001
-            raise DataError(f"multinli: cannot read the saved dataset in {folder}: {type(exc).__name__}: {exc}") from None
+            raise DataError(
+                f"multinli: cannot read the saved dataset in {folder}: {type(exc).__name__}: {exc}"
+            ) from None
         return _from_dataset_dict(data, f"saved dataset {folder}")
     sources: dict[str, _Source] = {}
     for split, names in SOURCES.items():
@@ -294,7 +298,11 @@ def load_multinli(options: MultiNLIOptions) -> Splits:
         hypothesis += [source.hypothesis[i] for i in keep]
         labels.append(source.label[keep])
         origin.append(np.full(len(keep), k))
-        source_meta[name] = {**source.meta, "examples": len(source.label), "unlabeled_dropped": int(len(source.label) - len(keep))}
+        source_meta[name] = {
+            **source.meta,
+            "examples": len(source.label),
+            "unlabeled_dropped": int(len(source.label) - len(keep)),
+        }
     y = np.concatenate(labels)
     from_source = np.concatenate(origin)
     attr = np.fromiter((has_negation(h) for h in hypothesis), dtype=np.int64, count=len(hypothesis))
@@ -302,7 +310,7 @@ def load_multinli(options: MultiNLIOptions) -> Splits:
 
     if options.split == "random":
         parts = stratified_partition(group, RANDOM_FRACTIONS, split_rng)
-        indices = dict(zip(("train", "val", "test"), parts))
+        indices = dict(zip(("train", "val", "test"), parts, strict=True))
         protocol = (
             "random (GroupDRO): train + validation_matched + validation_mismatched pooled, unlabeled dropped, "
             "split 50/20/30 stratified by group, seeded by split_seed"
@@ -313,7 +321,9 @@ def load_multinli(options: MultiNLIOptions) -> Splits:
         protocol = "official: train = train, val = validation_matched, test = validation_mismatched"
     for split, idx in indices.items():
         if len(idx) == 0:
-            raise DataError(f"multinli: the {split} split is empty (split: {options.split}); the data has too few labeled examples")
+            raise DataError(
+                f"multinli: the {split} split is empty (split: {options.split}); the data has too few labeled examples"
+            )
     kept = subsample_splits({s: group[idx] for s, idx in indices.items()}, options.max_examples, subsample_rng)
     indices = {s: idx[kept[s]] for s, idx in indices.items()}
 
@@ -334,7 +344,11 @@ def load_multinli(options: MultiNLIOptions) -> Splits:
     provenance = {
         "dataset": "multinli",
         "source": "MultiNLI (Williams, Nangia & Bowman 2018)"
-        + (f", Hugging Face Hub {options.hub_id}" if options.hub else f", local files in {resolve_path(options.path or '')}"),
+        + (
+            f", Hugging Face Hub {options.hub_id}"
+            if options.hub
+            else f", local files in {resolve_path(options.path or '')}"
+        ),
         "sources": source_meta,
         "split": protocol,
         "negation_words": sorted(NEGATION_WORDS),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,9 +31,7 @@ def proportional_sizes(n: int, fractions: Sequence[float]) -> np.ndarray:
     return sizes
 
 
-def stratified_partition(
-    strata: np.ndarray, fractions: Sequence[float], rng: np.random.Generator
-) -> list[np.ndarray]:
+def stratified_partition(strata: np.ndarray, fractions: Sequence[float], rng: np.random.Generator) -> list[np.ndarray]:
     """Split all indices into parts of :func:`proportional_sizes`, each stratum shared proportionally.
 
     Every part takes evenly spaced positions along the stratum-sorted random order (a systematic sample), so a

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from fairdistill.errors import DataError
 
@@ -39,5 +39,7 @@ def json_objects(path: Path, dataset: str, expected: str = "an object") -> Itera
                     "expected one JSON object per line"
                 ) from None
             if not isinstance(obj, dict):
-                raise DataError(f"{dataset}: {path}: line {line_no} is a JSON {type(obj).__name__}, expected {expected}")
+                raise DataError(
+                    f"{dataset}: {path}: line {line_no} is a JSON {type(obj).__name__}, expected {expected}"
+                )
             yield line_no, obj

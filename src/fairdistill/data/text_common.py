@@ -6,7 +6,6 @@ A text dataset gives every split its raw strings in ``SplitDataset.texts`` (``{"
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
@@ -54,7 +53,7 @@ def text_split(
 
 def group_counts(split: SplitDataset, group_names: tuple[str, ...]) -> dict[str, int]:
     counts = np.bincount(split.group.numpy(), minlength=len(group_names))
-    return {g: int(c) for g, c in zip(group_names, counts)}
+    return {g: int(c) for g, c in zip(group_names, counts, strict=True)}
 
 
 def first_rows(rows: np.ndarray, limit: int = 10) -> str:

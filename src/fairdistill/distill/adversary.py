@@ -48,8 +48,10 @@ class Adversary(nn.Module):
             raise ConfigError(f"{where}: the adversary needs an attribute with at least two values")
         if options.input == "embedding":
             if context.student_embedding_dim is None:
-                raise ConfigError(f"{where}.input: the student ({context.student_model}) has no embedding; "
-                                  "use input: probs or probs+label")
+                raise ConfigError(
+                    f"{where}.input: the student ({context.student_model}) has no embedding; "
+                    "use input: probs or probs+label"
+                )
             width = context.student_embedding_dim
         else:
             width = info.num_classes * (2 if options.input == "probs+label" else 1)

@@ -15,7 +15,6 @@ from fairdistill.data.core import Batch, DatasetInfo, SplitDataset
 from fairdistill.models.core import ModelOutput, TappedModel
 from fairdistill.registry import Options, Registry
 
-
 #: A distillation temperature τ. Below 0.01 logits/τ overflow float32 (softmax gives NaN); above 1000 every
 #: teacher distribution is uniform to float precision, so the term carries nothing.
 Temperature = Annotated[float, Field(ge=0.01, le=1000.0)]
@@ -30,7 +29,7 @@ class TrainState:
     step: int = 0
     steps_per_epoch: int = 1
     #: The student being trained (unwrapped), for components that refit on its features between epochs.
-    model: "TappedModel | None" = None
+    model: TappedModel | None = None
     device: torch.device | str = "cpu"
     #: Set by a component at the end of an epoch to have the engine re-initialise the student and its
     #: optimiser state before the next epoch (JTT's second stage).
@@ -125,9 +124,7 @@ class DistillLoss(nn.Module):
     ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def terms(
-        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
-    ) -> LossTerms:
+    def terms(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> LossTerms:
         """The loss as a label (cross-entropy) term and a teacher term, for mixing rules.
 
         Losses that support mixing implement this (and may then define ``forward`` as ``terms(...).combine()``).

@@ -118,7 +118,9 @@ class CTKDLoss(DistillLoss):
             self.theta = nn.Parameter(torch.tensor(theta0))
         else:
             c = context.info.num_classes
-            self.temperature_net = nn.Sequential(nn.Linear(2 * c, options.hidden), nn.ReLU(), nn.Linear(options.hidden, 1))
+            self.temperature_net = nn.Sequential(
+                nn.Linear(2 * c, options.hidden), nn.ReLU(), nn.Linear(options.hidden, 1)
+            )
             # Start from τ = init_tau for every example: zero output weights, bias θ0.
             output = self.temperature_net[2]
             assert isinstance(output, nn.Linear)
@@ -154,7 +156,9 @@ class CTKDLoss(DistillLoss):
         alpha = self.options.alpha
         return LossTerms(label=ce, teacher=kd, label_weight=1.0 - alpha, teacher_weight=alpha)
 
-    def forward(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> torch.Tensor:
+    def forward(
+        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
+    ) -> torch.Tensor:
         return self.terms(batch, student, teacher, state).combine()
 
     def _record(self, tau: torch.Tensor, n: int) -> None:

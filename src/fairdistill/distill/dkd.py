@@ -18,7 +18,7 @@ from pydantic import Field
 
 from fairdistill.data.core import Batch
 from fairdistill.distill.checks import require_teacher
-from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, MethodContext, TrainState, Temperature
+from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, MethodContext, Temperature, TrainState
 from fairdistill.models.core import ModelOutput
 from fairdistill.registry import Options
 
@@ -110,8 +110,14 @@ class DKDLoss(DistillLoss):
         o = self.options
         ce = F.cross_entropy(student.logits, batch.y, reduction="none")
         tckd, nckd = dkd_parts(student.logits, teacher.logits.to(student.logits.dtype), batch.y, o.tau)
-        return LossTerms(label=ce, teacher=o.alpha * tckd + o.beta * nckd, label_weight=1.0,
-                         teacher_weight=dkd_warmup(state, o.warmup_fraction))
+        return LossTerms(
+            label=ce,
+            teacher=o.alpha * tckd + o.beta * nckd,
+            label_weight=1.0,
+            teacher_weight=dkd_warmup(state, o.warmup_fraction),
+        )
 
-    def forward(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> torch.Tensor:
+    def forward(
+        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
+    ) -> torch.Tensor:
         return self.terms(batch, student, teacher, state).combine()

@@ -24,9 +24,7 @@ def pool_tap(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1)
 
 
-def extract_features(
-    model: TappedModel, split: SplitDataset, tap: str, device: torch.device | str
-) -> torch.Tensor:
+def extract_features(model: TappedModel, split: SplitDataset, tap: str, device: torch.device | str) -> torch.Tensor:
     """Pooled features of tap ``tap`` for every example of ``split`` (float32, on the CPU, split order)."""
     parts = []
     for _, out in iterate_outputs(model, split, FEATURE_BATCH_SIZE, device):
@@ -36,6 +34,8 @@ def extract_features(
 
 def predict_probabilities(model: TappedModel, split: SplitDataset, device: torch.device | str) -> np.ndarray:
     """Softmax probabilities of the model for every example of ``split``."""
-    parts = [torch.softmax(out.logits.float(), -1).cpu().numpy() for _, out in
-             iterate_outputs(model, split, FEATURE_BATCH_SIZE, device)]
+    parts = [
+        torch.softmax(out.logits.float(), -1).cpu().numpy()
+        for _, out in iterate_outputs(model, split, FEATURE_BATCH_SIZE, device)
+    ]
     return np.concatenate(parts)

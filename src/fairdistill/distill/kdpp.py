@@ -18,7 +18,15 @@ from torch import nn
 
 from fairdistill.data.core import Batch
 from fairdistill.distill.checks import require_embedding, require_teacher, safe_norm, safe_unit
-from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, MethodContext, TeacherOutputs, TrainState, Temperature
+from fairdistill.distill.core import (
+    LOSSES,
+    DistillLoss,
+    LossTerms,
+    MethodContext,
+    TeacherOutputs,
+    Temperature,
+    TrainState,
+)
 from fairdistill.distill.losses import soft_kl
 from fairdistill.errors import ConfigError
 from fairdistill.models.core import ModelOutput
@@ -46,7 +54,9 @@ def class_means(embedding: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tens
     return torch.from_numpy(means.astype(np.float32))
 
 
-def nd_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor, centers: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def nd_loss(
+    student_emb: torch.Tensor, teacher_emb: torch.Tensor, centers: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
     """ND_i = 1 − ⟨s_i, c_{y_i}/‖c_{y_i}‖⟩ / max(‖s_i‖, ‖t_i‖), per example (s already in the teacher's width)."""
     direction = safe_unit(centers[y].to(student_emb.dtype), dim=1)
     scale = torch.maximum(safe_norm(student_emb, dim=1), safe_norm(teacher_emb, dim=1))
@@ -130,5 +140,7 @@ class KDPPLoss(DistillLoss):
         teacher_term = o.kd_weight * kdpp_warmup(state, o.warmup_epochs) * o.tau**2 * kl + o.nd_weight * nd
         return LossTerms(label=ce, teacher=teacher_term)
 
-    def forward(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> torch.Tensor:
+    def forward(
+        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
+    ) -> torch.Tensor:
         return self.terms(batch, student, teacher, state).combine()

@@ -12,7 +12,8 @@ Written here rather than taken from laplace-torch (which pulls torchvision); the
 dense inversion of the explicitly built Kronecker Hessian. On centred features the ``exact`` posterior equals
 laplace-torch 0.3's ``KronLLLaplace``; on uncentred features ours keeps the weight–bias cross terms in V.
 
-Everything runs on the CPU (features on another device are copied chunk by chunk). Numerics: the N-sized work (the Gram matrix φ̃ᵀφ̃, the logits, the rotation φ̃ᵀQ_V of the predictive) runs in the
+Everything runs on the CPU (features on another device are copied chunk by chunk). Numerics: the N-sized work (the
+Gram matrix φ̃ᵀφ̃, the logits, the rotation φ̃ᵀQ_V of the predictive) runs in the
 features' dtype (float32 for float32 features, float64 for float64) in row chunks of ``chunk`` rows, so memory
 stays bounded in N; the factors U and V are accumulated, eigendecomposed and kept in float64. The bias column is
 never materialised: φ̃ᵀQ_V = φᵀQ_V[:D] + Q_V[D].
@@ -76,7 +77,11 @@ class KronLaplace:
 
     @classmethod
     def fit(
-        cls, weight: torch.Tensor, bias: torch.Tensor, features: torch.Tensor, prior: Prior = "exact",
+        cls,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        features: torch.Tensor,
+        prior: Prior = "exact",
         chunk: int = CHUNK,
     ) -> KronLaplace:
         """KFAC factors at the MAP head (``weight`` (C, D), ``bias`` (C,)) on the training ``features`` (N, D)."""
@@ -178,8 +183,16 @@ class KronLaplace:
         return out
 
     def _predictive_from(
-        self, mean: torch.Tensor, v_hat_sq: torch.Tensor, tau: float, method: Predictive, samples: int, seed: int,
-        index: torch.Tensor, project: bool = True, noise: torch.Tensor | None = None,
+        self,
+        mean: torch.Tensor,
+        v_hat_sq: torch.Tensor,
+        tau: float,
+        method: Predictive,
+        samples: int,
+        seed: int,
+        index: torch.Tensor,
+        project: bool = True,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         scales = self._scales(v_hat_sq, tau)
         if method == "probit":
@@ -242,11 +255,13 @@ def log_likelihood(laplace: KronLaplace, features: torch.Tensor, y: torch.Tensor
     return total
 
 
-def refine_tau(laplace: KronLaplace, log_likelihood_value: float, grid: tuple[float, ...] = DEFAULT_TAU_GRID,
-               tol: float = 1e-10) -> float:
+def refine_tau(
+    laplace: KronLaplace, log_likelihood_value: float, grid: tuple[float, ...] = DEFAULT_TAU_GRID, tol: float = 1e-10
+) -> float:
     """The τ maximising the evidence: the best grid value refined by a golden-section search in log τ between its
     grid neighbours (the ``exact`` evidence is unimodal in τ: its derivative ½(Σ_ab λ_ab/(τ(λ_ab+τ)) − ‖W‖²),
     λ_ab = u_a v_b, decreases in τ; so the bracket holds the maximum over the grid's range)."""
+
     def evidence(log_tau: float) -> float:
         return laplace.log_evidence(math.exp(log_tau), log_likelihood_value)
 
@@ -272,7 +287,10 @@ def refine_tau(laplace: KronLaplace, log_likelihood_value: float, grid: tuple[fl
 
 
 def tune_tau_by_evidence(
-    laplace: KronLaplace, features: torch.Tensor, y: torch.Tensor, grid: tuple[float, ...] = DEFAULT_TAU_GRID,
+    laplace: KronLaplace,
+    features: torch.Tensor,
+    y: torch.Tensor,
+    grid: tuple[float, ...] = DEFAULT_TAU_GRID,
     refine: bool = True,
 ) -> float:
     """The τ maximising the Laplace evidence: on ``grid``, then (``refine``) by a 1-D search around its best value."""

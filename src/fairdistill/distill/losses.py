@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from fairdistill.data.core import Batch
-from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, TrainState, Temperature
+from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, Temperature, TrainState
 from fairdistill.models.core import ModelOutput
 from fairdistill.registry import Options
 
@@ -25,7 +25,9 @@ class CrossEntropyLoss(DistillLoss):
 
     requires_teacher = False
 
-    def forward(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> torch.Tensor:
+    def forward(
+        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
+    ) -> torch.Tensor:
         return F.cross_entropy(student.logits, batch.y, reduction="none")
 
 
@@ -47,5 +49,7 @@ class KDLoss(DistillLoss):
         kl = soft_kl(teacher.logits, student.logits, tau)
         return LossTerms(label=ce, teacher=tau**2 * kl, label_weight=1.0 - alpha, teacher_weight=alpha)
 
-    def forward(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> torch.Tensor:
+    def forward(
+        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
+    ) -> torch.Tensor:
         return self.terms(batch, student, teacher, state).combine()

@@ -79,13 +79,22 @@ class Method(nn.Module):
     def numeric_options(self) -> dict[str, float]:
         """The numeric options of every part (``loss.tau``, ``weighting.beta``, ...), for messages."""
         found: dict[str, float] = {}
-        parts = {"loss": self.distill_loss, "weighting": self.weighting, "mixing": self.mixing,
-                 "adversary": self.adversary}
+        parts = {
+            "loss": self.distill_loss,
+            "weighting": self.weighting,
+            "mixing": self.mixing,
+            "adversary": self.adversary,
+        }
         for part, component in parts.items():
             options = getattr(component, "options", None)
             if isinstance(options, Options):
-                found.update({f"{part}.{k}": v for k, v in options.model_dump().items()
-                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                found.update(
+                    {
+                        f"{part}.{k}": v
+                        for k, v in options.model_dump().items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    }
+                )
         return found
 
     def per_example_loss(

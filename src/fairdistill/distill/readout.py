@@ -40,6 +40,7 @@ class LaplaceOptions(Options):
     #: How τ is chosen: Laplace evidence on the train features, or validation NLL.
     tune: Literal["evidence", "val-nll"] = "evidence"
 
+
 #: Largest exponent of an early-readout weight exp(β·score) (see EarlyReadoutOptions.beta).
 MAX_EXPONENT = 50.0
 
@@ -65,10 +66,12 @@ class EarlyReadoutOptions(WeightingOptions):
     laplace: LaplaceOptions = LaplaceOptions()
 
     @model_validator(mode="after")
-    def _bounded_product(self) -> "EarlyReadoutOptions":
+    def _bounded_product(self) -> EarlyReadoutOptions:
         if self.form == "product" and self.beta * self.alpha > MAX_EXPONENT:
-            raise ValueError(f"form product: beta × alpha = {self.beta * self.alpha:g} makes weights up to "
-                             f"exp({self.beta * self.alpha:g}); keep beta × alpha ≤ {MAX_EXPONENT:g}")
+            raise ValueError(
+                f"form product: beta × alpha = {self.beta * self.alpha:g} makes weights up to "
+                f"exp({self.beta * self.alpha:g}); keep beta × alpha ≤ {MAX_EXPONENT:g}"
+            )
         return self
 
 
@@ -78,11 +81,17 @@ class ReadoutHead(nn.Module):
     ``last_layer_features`` gives the input of the final linear layer, on which the Laplace posterior lives.
     """
 
+    #: Buffers (registered in __init__): the train features' per-column mean and std.
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, in_features: int, num_classes: int, kind: str, hidden: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(in_features))
         self.register_buffer("std", torch.ones(in_features))
-        self.body: nn.Module = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU()) if kind == "mlp" else nn.Identity()
+        self.body: nn.Module = (
+            nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU()) if kind == "mlp" else nn.Identity()
+        )
         self.out = nn.Linear(hidden if kind == "mlp" else in_features, num_classes)
 
     def reset(self, features: torch.Tensor) -> None:
@@ -147,6 +156,10 @@ class EarlyReadout(IndexedWeighting):
     """DeDiER-style instance weights from an early readout on a student tap (margin or Laplace scores)."""
 
     options: EarlyReadoutOptions
+    #: Buffers (registered in __init__): the online head's last probabilities (NaN where not seen this epoch)
+    #: and, for the online Laplace scores, its features (empty otherwise).
+    pending_probs: torch.Tensor
+    pending_features: torch.Tensor
 
     def __init__(self, options: EarlyReadoutOptions, context: MethodContext, where: str) -> None:
         super().__init__(options, context, where)
@@ -167,8 +180,12 @@ class EarlyReadout(IndexedWeighting):
         self.head = ReadoutHead(in_features, context.info.num_classes, options.head, options.head_hidden)
         num_train = context.num_train
         self.register_buffer("pending_probs", torch.full((num_train, context.info.num_classes), float("nan")))
-        self.register_buffer("pending_features", torch.zeros(num_train, in_features) if options.refit == "online"
-                             and options.score != "margin" else torch.zeros(0))
+        self.register_buffer(
+            "pending_features",
+            torch.zeros(num_train, in_features)
+            if options.refit == "online" and options.score != "margin"
+            else torch.zeros(0),
+        )
         self._aux: torch.Tensor | None = None
         self._stats: dict[str, float] = {}
         self.laplace: KronLaplace | None = None
@@ -220,8 +237,9 @@ class EarlyReadout(IndexedWeighting):
         return dedier_weights(probs, y, self.options.beta, self.options.alpha, self.options.form)
 
     def _fit(self, features: torch.Tensor, y: torch.Tensor, seed: int) -> None:
-        fit_head(self.head, features, y, self.options.head_epochs, self.options.head_lr, self.options.head_batch_size,
-                 seed)
+        fit_head(
+            self.head, features, y, self.options.head_epochs, self.options.head_lr, self.options.head_batch_size, seed
+        )
 
     def _score_probabilities(self, features: torch.Tensor, state: TrainState) -> torch.Tensor:
         if self.options.score == "margin":
@@ -234,16 +252,19 @@ class EarlyReadout(IndexedWeighting):
     @torch.no_grad()
     def _fit_laplace(self, features: torch.Tensor, y: torch.Tensor, state: TrainState) -> None:
         last = self.head.last_layer_features(features)
-        laplace = KronLaplace.fit(self.head.out.weight.detach(), self.head.out.bias.detach(), last,
-                                  self.options.laplace.prior)
+        laplace = KronLaplace.fit(
+            self.head.out.weight.detach(), self.head.out.bias.detach(), last, self.options.laplace.prior
+        )
         options = self.options.laplace
         if options.tune == "val-nll":
             if self.context.val is None or state.model is None:
                 raise ConfigError(f"{self.where}.laplace.tune: val-nll needs a validation split")
             val_features = self.head.last_layer_features(
-                extract_features(state.model, self.context.val, self.tap, state.device))
-            laplace.tau = tune_tau_by_validation(laplace, val_features, self.context.val.y, options.predictive,
-                                                 options.samples, self.context.seed)
+                extract_features(state.model, self.context.val, self.tap, state.device)
+            )
+            laplace.tau = tune_tau_by_validation(
+                laplace, val_features, self.context.val.y, options.predictive, options.samples, self.context.seed
+            )
         else:
             laplace.tau = tune_tau_by_evidence(laplace, last, y)
         self.laplace = laplace
@@ -255,12 +276,15 @@ class EarlyReadout(IndexedWeighting):
         assert self.laplace is not None
         options = self.options.laplace
         last = self.head.last_layer_features(features)
-        return self.laplace.predictive(last, options.predictive, options.samples, self.context.seed,
-                                       index=index).float()
+        return self.laplace.predictive(
+            last, options.predictive, options.samples, self.context.seed, index=index
+        ).float()
 
     # -- reporting -------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def readout_probabilities(self, model: TappedModel, splits: dict[str, SplitDataset], device) -> dict[str, np.ndarray]:
+    def readout_probabilities(
+        self, model: TappedModel, splits: dict[str, SplitDataset], device
+    ) -> dict[str, np.ndarray]:
         """The readout's probabilities on each given split, refit on the final (selected) student's train features.
 
         Uses the Laplace predictive for the Laplace scores, the head's softmax otherwise.
@@ -274,8 +298,11 @@ class EarlyReadout(IndexedWeighting):
         result = {}
         for name, split in splits.items():
             features = extract_features(model, split, self.tap, device)
-            probs = (self._laplace_predictive(features) if self.options.score != "margin"
-                     else torch.softmax(self.head(features), 1))
+            probs = (
+                self._laplace_predictive(features)
+                if self.options.score != "margin"
+                else torch.softmax(self.head(features), 1)
+            )
             result[name] = probs.cpu().numpy()
         self._stats = {}
         return result

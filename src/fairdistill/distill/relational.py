@@ -16,7 +16,7 @@ from pydantic import Field
 
 from fairdistill.data.core import Batch
 from fairdistill.distill.checks import require_embedding, require_teacher, safe_norm, safe_unit
-from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, TrainState, Temperature
+from fairdistill.distill.core import LOSSES, DistillLoss, LossTerms, Temperature, TrainState
 from fairdistill.distill.losses import soft_kl
 from fairdistill.models.core import ModelOutput
 from fairdistill.registry import Options
@@ -104,5 +104,7 @@ class RKDLoss(DistillLoss):
             relational = relational + o.kd_weight * o.tau**2 * kl
         return LossTerms(label=ce, teacher=relational)
 
-    def forward(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> torch.Tensor:
+    def forward(
+        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
+    ) -> torch.Tensor:
         return self.terms(batch, student, teacher, state).combine()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -125,7 +126,9 @@ def check_model_modality(name: str, modality: str, *, where: str, dataset: str) 
         needs = f"{' or '.join(readable)} data"
     default = "hf" if modality == "text" else MODALITY_DEFAULTS.get(modality, {}).get("teacher", {}).get("name")
     article = "an" if modality[:1] in "aeiou" else "a"
-    instead = f"{article} {modality} model ({default} is the default: leave {where} out)" if default else "another model"
+    instead = (
+        f"{article} {modality} model ({default} is the default: leave {where} out)" if default else "another model"
+    )
     datasets = [d for d in DATASETS.names() if DATASETS.get(d).meta.get("modality") in readable]
     raise ConfigError(
         f"{where}.name: model {name} needs {needs}, but data {dataset} is {modality}. Use {instead} or a dataset "

@@ -15,8 +15,9 @@ import hashlib
 import inspect
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from pydantic import Field, ValidationInfo, field_validator
@@ -39,7 +40,9 @@ PROGRESS_MIN_EXAMPLES = 10_000
 #: The encoding fields a model may read, in the order they are stored.
 ENCODING_FIELDS = ("input_ids", "attention_mask", "token_type_ids")
 
-_NOT_LOCAL = "is not a local directory; set hub: true to download it from the Hugging Face hub, or give a local directory"
+_NOT_LOCAL = (
+    "is not a local directory; set hub: true to download it from the Hugging Face hub, or give a local directory"
+)
 
 
 class HFOptions(ModelOptions):
@@ -85,7 +88,9 @@ class HFOptions(ModelOptions):
     def _tokenizer_source(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             if info.data.get("config") is not None:
-                raise ValueError("required when config is used (a local tokenizer directory or, with hub: true, a hub id)")
+                raise ValueError(
+                    "required when config is used (a local tokenizer directory or, with hub: true, a hub id)"
+                )
             return value
         if not info.data.get("hub", False) and not Path(value).expanduser().is_dir():
             raise ValueError(f"{value!r} {_NOT_LOCAL}")
@@ -179,13 +184,22 @@ class HFModel(TappedModel):
     def _tokenize(self, text: list[str], pair: list[str] | None) -> dict[str, torch.Tensor]:
         parts: dict[str, list[torch.Tensor]] = {}
         starts = range(0, len(text), TOKENIZE_CHUNK)
-        progress = tqdm(starts, desc="tokenising", unit="chunk", leave=False,
-                        disable=None if len(text) >= PROGRESS_MIN_EXAMPLES else True)
+        progress = tqdm(
+            starts,
+            desc="tokenising",
+            unit="chunk",
+            leave=False,
+            disable=None if len(text) >= PROGRESS_MIN_EXAMPLES else True,
+        )
         for start in progress:
-            chunk = text[start:start + TOKENIZE_CHUNK]
-            chunk_pair = pair[start:start + TOKENIZE_CHUNK] if pair is not None else None
+            chunk = text[start : start + TOKENIZE_CHUNK]
+            chunk_pair = pair[start : start + TOKENIZE_CHUNK] if pair is not None else None
             out = self.tokenizer(
-                chunk, chunk_pair, padding="max_length", truncation=True, max_length=self.max_length,
+                chunk,
+                chunk_pair,
+                padding="max_length",
+                truncation=True,
+                max_length=self.max_length,
                 return_tensors="pt",
             )
             for name in ENCODING_FIELDS:
@@ -198,8 +212,15 @@ class HFModel(TappedModel):
     def _cache_path(self, text: list[str], pair: list[str] | None) -> Path:
         digest = hashlib.sha256()
         vocab = sorted(self.tokenizer.get_vocab().items())
-        header = (TOKEN_CACHE_FORMAT, self.tokenizer_identity, type(self.tokenizer).__name__, self.max_length,
-                  hashlib.sha256(repr(vocab).encode()).hexdigest(), len(text), pair is not None)
+        header = (
+            TOKEN_CACHE_FORMAT,
+            self.tokenizer_identity,
+            type(self.tokenizer).__name__,
+            self.max_length,
+            hashlib.sha256(repr(vocab).encode()).hexdigest(),
+            len(text),
+            pair is not None,
+        )
         digest.update(repr(header).encode())
         for field in (text, pair or []):
             for value in field:
@@ -283,7 +304,11 @@ def _head_dropout(config: Any, dropout: float | None) -> float:
 def _layer_paths(encoder: nn.Module, num_layers: int) -> list[str]:
     """Paths (relative to the HFClassifier) of the encoder's transformer layers, in order."""
     for name, module in encoder.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == num_layers and name.split(".")[-1] in {"layer", "layers"}:
+        if (
+            isinstance(module, nn.ModuleList)
+            and len(module) == num_layers
+            and name.split(".")[-1] in {"layer", "layers"}
+        ):
             return [f"encoder.{name}.{k}" for k in range(num_layers)]
     raise ConfigError(
         f"model hf: cannot find the {num_layers} transformer layers of {type(encoder).__name__} "

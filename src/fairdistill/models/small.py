@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pydantic import Field
-
 from torch import nn
 
 from fairdistill.data.core import DatasetInfo

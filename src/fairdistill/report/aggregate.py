@@ -34,16 +34,18 @@ def combine_seeds(documents: dict[int, dict[str, Any]]) -> dict[str, Any]:
     for name, model in first["models"].items():
         entries = [documents[s]["models"][name] for s in seeds]
         entry: dict[str, Any] = {}
-        for key, value in model.items():
+        for key, _value in model.items():
             if key in PER_SEED_KEYS:
                 continue
             entry[key] = mean_tree([e.get(key) for e in entries])
         entry["train_seconds"] = mean_tree([e.get("train_seconds", 0.0) for e in entries])
         entry["splits"] = {split: _mean_split([e["splits"][split] for e in entries]) for split in model["splits"]}
-        entry["splits_std"] = {split: std_tree([_without_reasons(e["splits"][split]) for e in entries])
-                               for split in model["splits"]}
+        entry["splits_std"] = {
+            split: std_tree([_without_reasons(e["splits"][split]) for e in entries]) for split in model["splits"]
+        }
         entry["seeds"] = {
-            str(seed): {key: e[key] for key in PER_SEED_KEYS if key in e} for seed, e in zip(seeds, entries)
+            str(seed): {key: e[key] for key in PER_SEED_KEYS if key in e}
+            for seed, e in zip(seeds, entries, strict=True)
         }
         models[name] = entry
     combined["models"] = models

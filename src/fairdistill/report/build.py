@@ -34,14 +34,18 @@ class ReportFiles:
 def write_report(run_dir: Path, metrics: dict[str, Any], renderer: ExampleRenderer | None = None) -> ReportFiles:
     """Draw the figures and write report.html and report.md into ``run_dir`` (atomically, file by file).
 
-    When ``metrics`` lacks the ``amplification`` / ``intervals`` / ``margins`` sections (a run written before they existed)
+    When ``metrics`` lacks the ``amplification`` / ``intervals`` / ``margins`` sections (a run written before they
+    existed)
     they are computed from the predictions for the report; metrics.json itself is not rewritten. Everything is
     rendered first and every output path checked before the first file is written: a blocked path (``figures``
     a file, ``report.html`` a directory) raises a FairdistillError naming it and leaves the run directory as it was.
     """
     frames_by_seed = load_frames(run_dir, metrics, "test")
-    if ("margins" not in metrics or "intervals" not in metrics
-            or ("amplification" not in metrics and teacher_name(metrics) is not None)):
+    if (
+        "margins" not in metrics
+        or "intervals" not in metrics
+        or ("amplification" not in metrics and teacher_name(metrics) is not None)
+    ):
         metrics = add_analysis(metrics, frames_by_seed, seed=next(iter(frames_by_seed)))
     frames = frames_by_seed[next(iter(frames_by_seed))]
     teacher, students = teacher_name(metrics), student_names(metrics)
@@ -52,7 +56,7 @@ def write_report(run_dir: Path, metrics: dict[str, Any], renderer: ExampleRender
     figure_links = [(f.title, f"{FIGURES}/{f.name}.png") for f in figures]
     html_path, md_path = run_dir / "report.html", run_dir / "report.md"
     figure_paths = [run_dir / FIGURES / f"{f.name}.png" for f in figures]
-    outputs = dict(zip(figure_paths, (f.png for f in figures)))
+    outputs = dict(zip(figure_paths, (f.png for f in figures), strict=True))
     outputs[html_path] = render_html(metrics, figures, changes, renderer, _transfer_table(metrics)).encode("utf-8")
     outputs[md_path] = render_markdown(metrics, figures=figure_links, changes=changes).encode("utf-8")
 

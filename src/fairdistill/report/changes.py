@@ -1,4 +1,4 @@
-""""What changed": test examples a debiased student gets right and the plain KD student
+""" "What changed": test examples a debiased student gets right and the plain KD student
 gets wrong, and the reverse, per group — with a way to show each example (a thumbnail, a text snippet, a row).
 
 Which pairs: the student of a method named ``kd`` against every other student when the run has one; otherwise
@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ class GroupChange:
 
     group: str
     size: int
-    fixed: list[int] = field(default_factory=list)   # reference wrong, other right
+    fixed: list[int] = field(default_factory=list)  # reference wrong, other right
     broken: list[int] = field(default_factory=list)  # reference right, other wrong
 
 
@@ -72,16 +73,24 @@ def pair_changes(
     groups = []
     for g, name in enumerate(group_names):
         rows = group == g
-        groups.append(GroupChange(
-            group=name, size=int(rows.sum()),
-            fixed=[int(i) for i in index[rows & ~ref_right & other_right]],
-            broken=[int(i) for i in index[rows & ref_right & ~other_right]],
-        ))
+        groups.append(
+            GroupChange(
+                group=name,
+                size=int(rows.sum()),
+                fixed=[int(i) for i in index[rows & ~ref_right & other_right]],
+                broken=[int(i) for i in index[rows & ref_right & ~other_right]],
+            )
+        )
     changed = ref_right != other_right
     labels = {
         int(i): (int(t), int(a), int(b))
-        for i, t, a, b in zip(index[changed], y[changed], reference["pred"].to_numpy()[changed],
-                              other["pred"].to_numpy()[changed])
+        for i, t, a, b in zip(
+            index[changed],
+            y[changed],
+            reference["pred"].to_numpy()[changed],
+            other["pred"].to_numpy()[changed],
+            strict=True,
+        )
     }
     return PairChanges(reference_name, other_name, groups, labels)
 
@@ -104,8 +113,12 @@ def image_html(array: np.ndarray, alt: str) -> str:
     return f'<img class="thumb" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def example_renderer(split: Any, modality: str, feature_names: Sequence[str] | None = None,
-                     standardisation: dict[str, dict[str, float]] | None = None) -> ExampleRenderer:
+def example_renderer(
+    split: Any,
+    modality: str,
+    feature_names: Sequence[str] | None = None,
+    standardisation: dict[str, dict[str, float]] | None = None,
+) -> ExampleRenderer:
     """How to show an example of ``split`` (a SplitDataset): an image thumbnail, a text snippet or a feature row.
 
     Text needs the raw strings: a split with a ``texts`` attribute shows them; otherwise the first token ids.
@@ -116,8 +129,13 @@ def example_renderer(split: Any, modality: str, feature_names: Sequence[str] | N
     key = "x" if "x" in encodings else next(iter(encodings), None)
     encoding = encodings[key] if key is not None else None
 
+    def encoded() -> Any:  # a split without encodings (raw texts only) can show only its text snippets
+        if encoding is None:
+            raise ValueError(f"split {getattr(split, 'name', '?')!r} has no encoding to show examples from")
+        return encoding
+
     if modality == "image" and not isinstance(encoding, dict):
-        return lambda i: image_html(encoding[i].detach().cpu().numpy(), f"example {i}")
+        return lambda i: image_html(encoded()[i].detach().cpu().numpy(), f"example {i}")
     if modality == "text":
         texts = getattr(split, "texts", None)
         if texts:
@@ -130,17 +148,21 @@ def example_renderer(split: Any, modality: str, feature_names: Sequence[str] | N
             return snippet
 
         def tokens(i: int) -> str:
-            ids = encoding["input_ids"][i] if isinstance(encoding, dict) and "input_ids" in encoding else encoding[i]
+            enc = encoded()
+            ids = enc["input_ids"][i] if isinstance(enc, dict) and "input_ids" in enc else enc[i]
             return f'<code class="snippet">token ids {html.escape(str(ids[:24].tolist()))} …</code>'
 
         return tokens
 
     def row(i: int) -> str:
-        values = encoding[i].detach().cpu().numpy().reshape(-1)
-        names = list(feature_names) if feature_names is not None and len(feature_names) == len(values) else [
-            f"x{j}" for j in range(len(values))]
+        values = encoded()[i].detach().cpu().numpy().reshape(-1)
+        names = (
+            list(feature_names)
+            if feature_names is not None and len(feature_names) == len(values)
+            else [f"x{j}" for j in range(len(values))]
+        )
         parts = []
-        for name, value in zip(names, values):
+        for name, value in zip(names, values, strict=True):
             if "=" in name:  # a one-hot column: show it only when set
                 if value > 0.5:
                     parts.append(name)

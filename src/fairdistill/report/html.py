@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import html
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from fairdistill.report.changes import EXAMPLES_PER_GROUP, ExampleRenderer, PairChanges
 from fairdistill.report.plots import FigureFile
@@ -88,14 +89,21 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def table_html(table: ComparisonTable, table_id: str, *, sortable: bool = True, highlight: bool = False,
-               text_columns: int = 1, cell_classes: dict[tuple[int, int], str] | None = None) -> str:
+def table_html(
+    table: ComparisonTable,
+    table_id: str,
+    *,
+    sortable: bool = True,
+    highlight: bool = False,
+    text_columns: int = 1,
+    cell_classes: dict[tuple[int, int], str] | None = None,
+) -> str:
     """A table, then its notes; numeric cells carry ``data-value`` for sorting; ``highlight`` marks each score
     column's best; ``cell_classes`` adds a CSS class to cells by (row, column)."""
     best: dict[int, float] = {}
     if highlight and table.values is not None and table.higher_is_better is not None:
         for j, higher in enumerate(table.higher_is_better):
-            column = [row[j] for row in table.values if row[j] is not None and math.isfinite(row[j])]
+            column = [v for v in (row[j] for row in table.values) if v is not None and math.isfinite(v)]
             if higher is not None and column:
                 best[j] = max(column) if higher else min(column)
     classes = "sortable" if sortable else "plain"
@@ -120,8 +128,10 @@ def table_html(table: ComparisonTable, table_id: str, *, sortable: bool = True, 
             cells.append(f"<td {' '.join(attrs)}>{_cell_text(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     notes = "".join(f'<p class="note">{_e(note)}</p>' for note in table.notes)
-    return (f'<div class="scroll"><table id="{_e(table_id)}" class="{classes}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>{notes}')
+    return (
+        f'<div class="scroll"><table id="{_e(table_id)}" class="{classes}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>{notes}"
+    )
 
 
 def _cell_text(text: str) -> str:
@@ -138,26 +148,36 @@ def _data_uri(png: bytes) -> str:
 def _facts(metrics: dict[str, Any]) -> str:
     dataset, run = metrics["dataset"], metrics["run"]
     seeds = run.get("seeds") or [run.get("seed")]
-    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else (
-        f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): cells are mean ± sample std over seeds")
+    seed_text = (
+        f"seed {seeds[0]}"
+        if len(seeds) == 1
+        else (f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): cells are mean ± sample std over seeds")
+    )
     counts = dataset.get("counts", {})
     count_text = ", ".join(f"{k} {v:,}" for k, v in counts.items())
-    return (f"Dataset <b>{_e(dataset['name'])}</b> ({_e(dataset.get('modality', ''))}; {dataset['num_classes']} classes; "
-            f"attribute {_e(dataset.get('attr_label', 'attr'))}: {_e(', '.join(dataset['attr_names']))}; "
-            f"{len(dataset['group_names'])} groups; {_e(count_text)}). {_e(seed_text)}. Checkpoint selection: "
-            f"{_e(run.get('select', ''))}. Started {_e(run.get('started', ''))}, {run.get('seconds', 0):.0f} s; "
-            f"fairdistill {_e(run.get('fairdistill', ''))}, torch {_e(run.get('torch', ''))}, "
-            f"device {_e(run.get('device', ''))}.")
+    return (
+        f"Dataset <b>{_e(dataset['name'])}</b> ({_e(dataset.get('modality', ''))}; {dataset['num_classes']} classes; "
+        f"attribute {_e(dataset.get('attr_label', 'attr'))}: {_e(', '.join(dataset['attr_names']))}; "
+        f"{len(dataset['group_names'])} groups; {_e(count_text)}). {_e(seed_text)}. Checkpoint selection: "
+        f"{_e(run.get('select', ''))}. Started {_e(run.get('started', ''))}, {run.get('seconds', 0):.0f} s; "
+        f"fairdistill {_e(run.get('fairdistill', ''))}, torch {_e(run.get('torch', ''))}, "
+        f"device {_e(run.get('device', ''))}."
+    )
 
 
 def _verdict_html(metrics: dict[str, Any]) -> str:
-    return '<div class="verdict" id="verdict">' + "".join(
-        f"<p>{_e(sentence)}</p>" for sentence in verdict_sentences(metrics)) + "</div>"
+    return (
+        '<div class="verdict" id="verdict">'
+        + "".join(f"<p>{_e(sentence)}</p>" for sentence in verdict_sentences(metrics))
+        + "</div>"
+    )
 
 
 def _figure_html(f: FigureFile) -> str:
-    return (f'<figure id="fig-{_e(f.name)}"><h3>{_e(f.title)}</h3><img alt="{_e(f.title)}" src="{_data_uri(f.png)}">'
-            f"<figcaption>{_e(f.caption)}</figcaption></figure>")
+    return (
+        f'<figure id="fig-{_e(f.name)}"><h3>{_e(f.title)}</h3><img alt="{_e(f.title)}" src="{_data_uri(f.png)}">'
+        f"<figcaption>{_e(f.caption)}</figcaption></figure>"
+    )
 
 
 def _amplification_html(metrics: dict[str, Any]) -> str:
@@ -166,18 +186,28 @@ def _amplification_html(metrics: dict[str, Any]) -> str:
         return '<p class="note">No teacher → student comparison in this run (no teacher or no student).</p>'
     section = metrics["amplification"]
     seeds = section.get("seeds") or []
-    seeds_text = (f" With {len(seeds)} seeds, Δ is the mean over seeds of student k − teacher k, and every "
-                  "resample uses the same test indices for all of them.") if len(seeds) > 1 else ""
-    legend = (f"M(student) and Δ = M(student) − M(teacher) on the {section['split']} split for recall-disparity "
-              f"MAD, worst-group error (1 − WGA), equalized-odds and demographic-parity difference; lower is "
-              f"fairer for all four. Interval: {round(100 * section['confidence'])}% percentile interval over "
-              f"{section['resamples']:,} paired bootstrap resamples of the test examples (same indices for teacher "
-              f"and student; seed {section.get('bootstrap_seed', 0)})." + seeds_text)
+    seeds_text = (
+        (
+            f" With {len(seeds)} seeds, Δ is the mean over seeds of student k − teacher k, and every "
+            "resample uses the same test indices for all of them."
+        )
+        if len(seeds) > 1
+        else ""
+    )
+    legend = (
+        f"M(student) and Δ = M(student) − M(teacher) on the {section['split']} split for recall-disparity "
+        f"MAD, worst-group error (1 − WGA), equalized-odds and demographic-parity difference; lower is "
+        f"fairer for all four. Interval: {round(100 * section['confidence'])}% percentile interval over "
+        f"{section['resamples']:,} paired bootstrap resamples of the test examples (same indices for teacher "
+        f"and student; seed {section.get('bootstrap_seed', 0)})." + seeds_text
+    )
     rendered = table_html(grid, "amplification", sortable=False, cell_classes=_multi(grid, grid_marks(metrics)))
     long = _long_amplification_html(metrics)
-    return (f'<p class="note">{_e(legend)}</p>{rendered}<p class="note">Red Δ: the interval lies above 0 (bias '
-            f'amplified); green: below 0 (reduced); uncoloured: not distinguishable from noise.</p>'
-            f'<details><summary>Every value, with relative Δ</summary>{long}</details>')
+    return (
+        f'<p class="note">{_e(legend)}</p>{rendered}<p class="note">Red Δ: the interval lies above 0 (bias '
+        f"amplified); green: below 0 (reduced); uncoloured: not distinguishable from noise.</p>"
+        f"<details><summary>Every value, with relative Δ</summary>{long}</details>"
+    )
 
 
 def _multi(table: ComparisonTable, marks: dict[tuple[int, int], str]) -> dict[tuple[int, int], str]:
@@ -195,8 +225,9 @@ def _comparison_html(metrics: dict[str, Any], split: str = "test", highlight: bo
     table = comparison_table(metrics, split)
     rows = [[cell.replace(" ± ", "\n± ") for cell in row] for row in table.rows]
     stacked = ComparisonTable(table.headers, rows, table.values, table.higher_is_better, table.notes)
-    return table_html(stacked, f"comparison-{split}", highlight=highlight, text_columns=3,
-                      cell_classes=_multi(stacked, {}))
+    return table_html(
+        stacked, f"comparison-{split}", highlight=highlight, text_columns=3, cell_classes=_multi(stacked, {})
+    )
 
 
 def _long_amplification_html(metrics: dict[str, Any]) -> str:
@@ -214,18 +245,21 @@ def _long_amplification_html(metrics: dict[str, Any]) -> str:
     return table_html(table, "amplification-long", text_columns=2, cell_classes=marks)
 
 
-def _changes_html(changes: Sequence[PairChanges], renderer: ExampleRenderer | None,
-                  class_names: Sequence[str]) -> str:
+def _changes_html(changes: Sequence[PairChanges], renderer: ExampleRenderer | None, class_names: Sequence[str]) -> str:
     if not changes:
         return '<p class="note">Fewer than two students: nothing to compare.</p>'
     parts = []
     for pair in changes:
         ref, other = _e(pair.reference), _e(pair.other)
         parts.append(f"<h3>{other} vs {ref}</h3>")
-        parts.append(f'<p class="note">On the test split, {pair.fixed} examples are right with <b>{other}</b> and '
-                     f"wrong with <b>{ref}</b>; {pair.broken} the other way round.</p>")
-        head = (f'<thead><tr><th class="text">group</th><th>examples</th><th>{other} right, {ref} wrong</th>'
-                f'<th>{ref} right, {other} wrong</th><th>net</th></tr></thead>')
+        parts.append(
+            f'<p class="note">On the test split, {pair.fixed} examples are right with <b>{other}</b> and '
+            f"wrong with <b>{ref}</b>; {pair.broken} the other way round.</p>"
+        )
+        head = (
+            f'<thead><tr><th class="text">group</th><th>examples</th><th>{other} right, {ref} wrong</th>'
+            f"<th>{ref} right, {other} wrong</th><th>net</th></tr></thead>"
+        )
         body = "".join(
             f'<tr><td class="text">{_e(g.group)}</td><td data-value="{g.size}">{g.size}</td>'
             f'<td data-value="{len(g.fixed)}">{len(g.fixed)}</td><td data-value="{len(g.broken)}">{len(g.broken)}</td>'
@@ -244,11 +278,13 @@ def _changes_html(changes: Sequence[PairChanges], renderer: ExampleRenderer | No
                 items = []
                 for i in shown:
                     truth, ref_pred, other_pred = pair.labels[i]
-                    caption = (f"#{i} y={_e(_name(class_names, truth))}<br>{ref}: {_e(_name(class_names, ref_pred))}"
-                               f"<br>{other}: {_e(_name(class_names, other_pred))}")
+                    caption = (
+                        f"#{i} y={_e(_name(class_names, truth))}<br>{ref}: {_e(_name(class_names, ref_pred))}"
+                        f"<br>{other}: {_e(_name(class_names, other_pred))}"
+                    )
                     items.append(f'<div class="example">{renderer(i)}<span>{caption}</span></div>')
                 more = f" (first {len(shown)} of {len(indices)})" if len(indices) > len(shown) else ""
-                parts.append(f"<p><b>{_e(g.group)}</b> — {title}{more}</p><div class=\"examples\">{''.join(items)}</div>")
+                parts.append(f'<p><b>{_e(g.group)}</b> — {title}{more}</p><div class="examples">{"".join(items)}</div>')
     return "".join(parts)
 
 
@@ -285,8 +321,11 @@ def render_html(
         *extra_tables,
         ("training", "Training", _training_table(metrics)),
     ]
-    more_html = "<h3>Comparison (validation split)</h3>" + _comparison_html(metrics, "val", highlight=False) + "".join(
-        f"<h3>{_e(title)}</h3>{table_html(t, tid)}" for tid, title, t in more)
+    more_html = (
+        "<h3>Comparison (validation split)</h3>"
+        + _comparison_html(metrics, "val", highlight=False)
+        + "".join(f"<h3>{_e(title)}</h3>{table_html(t, tid)}" for tid, title, t in more)
+    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -299,8 +338,8 @@ def render_html(
 <header>
 <h1>fairdistill report — {_e(name)}</h1>
 <p class="facts">{_facts(metrics)}</p>
-<nav><a href="#summary">verdict</a><a href="#comparison">comparison</a><a href="#amplification">amplification</a><a href="#figures">figures</a>
-<a href="#what-changed">what changed</a><a href="#more">more tables</a></nav>
+<nav><a href="#summary">verdict</a><a href="#comparison">comparison</a><a href="#amplification">amplification</a>
+<a href="#figures">figures</a><a href="#what-changed">what changed</a><a href="#more">more tables</a></nav>
 </header>
 <section id="summary">
 <h2>Did distillation amplify bias?</h2>

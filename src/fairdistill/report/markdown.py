@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from fairdistill.report.changes import PairChanges
-from fairdistill.rundir import run_seeds
 from fairdistill.report.tables import (
     ComparisonTable,
     comparison_table,
@@ -15,12 +15,14 @@ from fairdistill.report.tables import (
 )
 from fairdistill.report.transfer import transfer_markdown
 from fairdistill.report.verdict import amplification_grid, verdict_sentences
+from fairdistill.rundir import run_seeds
 
 
 def render_markdown(
     metrics: dict[str, Any], figures: Sequence[tuple[str, str]] = (), changes: Sequence[PairChanges] = ()
 ) -> str:
-    """A Markdown report: run facts, the verdict, test comparison and bias-amplification tables, val comparison, per-group
+    """A Markdown report: run facts, the verdict, test comparison and bias-amplification tables, val comparison,
+    per-group
     test accuracy, training; then links to ``figures`` ((title, relative path)) and "what changed" counts.
 
     Every name (run, dataset, models, classes, groups) goes through :func:`md_escape`: no raw HTML, no broken
@@ -28,8 +30,11 @@ def render_markdown(
     dataset = metrics["dataset"]
     run = metrics["run"]
     seeds = run_seeds(metrics)
-    seed_text = f"Seed {seeds[0]}" if len(seeds) == 1 else (
-        f"Seeds {', '.join(map(str, seeds))} (cells: mean ± sample std over seeds)")
+    seed_text = (
+        f"Seed {seeds[0]}"
+        if len(seeds) == 1
+        else (f"Seeds {', '.join(map(str, seeds))} (cells: mean ± sample std over seeds)")
+    )
     groups = ", ".join(md_escape(g) for g in dataset["group_names"])
     lines = [
         f"# fairdistill report — {md_escape(run['name'])}",
@@ -99,12 +104,19 @@ def _amplification_markdown(metrics: dict[str, Any]) -> str:
     if grid is None:
         return "_No teacher → student comparison in this run._"
     section = metrics["amplification"]
-    flat = ComparisonTable(grid.headers, [[cell.replace("\n", " ") for cell in row] for row in grid.rows],
-                           grid.values, grid.higher_is_better, grid.notes)
-    return "\n".join([
-        to_markdown(flat),
-        "",
-        f"Δ = M(student) − M(teacher) on the {section['split']} split (lower M is fairer, so Δ > 0 means the "
-        f"student amplifies the teacher's bias); {round(100 * section['confidence'])}% percentile interval over "
-        f"{section['resamples']:,} paired bootstrap resamples of the test examples.",
-    ])
+    flat = ComparisonTable(
+        grid.headers,
+        [[cell.replace("\n", " ") for cell in row] for row in grid.rows],
+        grid.values,
+        grid.higher_is_better,
+        grid.notes,
+    )
+    return "\n".join(
+        [
+            to_markdown(flat),
+            "",
+            f"Δ = M(student) − M(teacher) on the {section['split']} split (lower M is fairer, so Δ > 0 means the "
+            f"student amplifies the teacher's bias); {round(100 * section['confidence'])}% percentile interval over "
+            f"{section['resamples']:,} paired bootstrap resamples of the test examples.",
+        ]
+    )

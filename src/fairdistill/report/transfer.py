@@ -75,13 +75,15 @@ def transfer_rows(metrics: dict[str, Any], split: str = "test") -> list[Transfer
         s_values = model.get("splits", {}).get(split, {})
         pairs = {key: (_number(t_values.get(key)), _number(s_values.get(key))) for _, key in TRANSFER_COLUMNS}
         mad_t, mad_s = pairs["recall_disparity_mad"]
-        rows.append(TransferRow(
-            name=name,
-            method=str(model.get("method", name)),
-            models=f"{model_text(teacher.get('model'))} - {model_text(model.get('model'))}",
-            pairs=pairs,
-            mad_change=relative_change(mad_t, mad_s),
-        ))
+        rows.append(
+            TransferRow(
+                name=name,
+                method=str(model.get("method", name)),
+                models=f"{model_text(teacher.get('model'))} - {model_text(model.get('model'))}",
+                pairs=pairs,
+                mad_change=relative_change(mad_t, mad_s),
+            )
+        )
     return rows
 
 
@@ -108,8 +110,14 @@ def transfer_table(metrics: dict[str, Any], split: str = "test") -> ComparisonTa
     rows = []
     for row in transfer_rows(metrics, split):
         label = row.name if row.method == row.name else f"{row.name} ({row.method})"
-        rows.append([label, row.models, *(format_pair(*row.pairs[key]) for _, key in TRANSFER_COLUMNS),
-                     format_change(row.mad_change)])
+        rows.append(
+            [
+                label,
+                row.models,
+                *(format_pair(*row.pairs[key]) for _, key in TRANSFER_COLUMNS),
+                format_change(row.mad_change),
+            ]
+        )
     return ComparisonTable(list(TRANSFER_HEADERS), rows)
 
 
@@ -119,8 +127,11 @@ def transfer_markdown(metrics: dict[str, Any], split: str = "test") -> str:
     if not table.rows:
         return "_No teacher in this run._"
     lines = [to_markdown(table)]
-    lines += ["", f"Teacher-student values in percent on the {split} split; MAD = mean absolute recall disparity "
-              "between attribute values; MAD change = (student − teacher) / teacher."]
+    lines += [
+        "",
+        f"Teacher-student values in percent on the {split} split; MAD = mean absolute recall disparity "
+        "between attribute values; MAD change = (student − teacher) / teacher.",
+    ]
     return "\n".join(lines)
 
 
@@ -146,8 +157,12 @@ TERMINAL_MEANINGS: dict[str, str] = {
 
 def terminal_legend(headers: list[str], split: str) -> str:
     """``teacher→student in % on the test split; acc = top-1 accuracy; …`` for the shown headers."""
-    return "; ".join([f"teacher→student in % on the {split} split",
-                      *(TERMINAL_MEANINGS[h] for h in headers if h in TERMINAL_MEANINGS)])
+    return "; ".join(
+        [
+            f"teacher→student in % on the {split} split",
+            *(TERMINAL_MEANINGS[h] for h in headers if h in TERMINAL_MEANINGS),
+        ]
+    )
 
 
 def format_arrow_pair(teacher: float | None, student: float | None) -> str:
@@ -163,25 +178,39 @@ def terminal_transfer_table(metrics: dict[str, Any], split: str = "test", width:
     """
     rows = transfer_rows(metrics, split)
     several_archs = len({row.models for row in rows}) > 1
-    layouts = [(recipe, archs, TERMINAL_PAIRS[:n]) for n in range(len(TERMINAL_PAIRS), 1, -1)
-               for recipe, archs in ((True, several_archs), (False, several_archs), (False, False))]
+    layouts = [
+        (recipe, archs, TERMINAL_PAIRS[:n])
+        for n in range(len(TERMINAL_PAIRS), 1, -1)
+        for recipe, archs in ((True, several_archs), (False, several_archs), (False, False))
+    ]
     table = _transfer_layout(rows, *layouts[-1])
     for layout in layouts:
         candidate = _transfer_layout(rows, *layout)
-        if width is None or table_width(dict(zip(candidate.headers, map(list, zip(*candidate.rows))))) <= width:
+        if (
+            width is None
+            or table_width(dict(zip(candidate.headers, map(list, zip(*candidate.rows, strict=True)), strict=True)))
+            <= width
+        ):
             table = candidate
             break
     return ComparisonTable(table.headers, table.rows, legend=terminal_legend(table.headers, split))
 
 
-def _transfer_layout(rows: list[TransferRow], recipe: bool, archs: bool,
-                     pairs: tuple[tuple[str, str], ...]) -> ComparisonTable:
+def _transfer_layout(
+    rows: list[TransferRow], recipe: bool, archs: bool, pairs: tuple[tuple[str, str], ...]
+) -> ComparisonTable:
     headers = ["student", *(["teacher - student models"] if archs else []), *(h for h, _ in pairs), "ΔMAD"]
     cells = []
     for row in rows:
         label = f"{row.name} ({row.method})" if recipe and row.method != row.name else row.name
-        cells.append([label, *([row.models] if archs else []),
-                      *(format_arrow_pair(*row.pairs[key]) for _, key in pairs), format_change(row.mad_change)])
+        cells.append(
+            [
+                label,
+                *([row.models] if archs else []),
+                *(format_arrow_pair(*row.pairs[key]) for _, key in pairs),
+                format_change(row.mad_change),
+            ]
+        )
     return ComparisonTable(headers, cells)
 
 

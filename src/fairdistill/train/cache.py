@@ -82,13 +82,22 @@ def usable_cache_dir(cache_dir: Path) -> Path:
     try:
         fallback = Path(tempfile.mkdtemp(prefix="fairdistill-cache-"))
     except OSError as exc:
-        log.warning("the teacher cache folder %s is not usable (%s) and no temporary folder can be made (%s); "
-                    "teacher outputs will be kept in memory and not reused across runs", teacher_dir, reason,
-                    _why(exc))
+        log.warning(
+            "the teacher cache folder %s is not usable (%s) and no temporary folder can be made (%s); "
+            "teacher outputs will be kept in memory and not reused across runs",
+            teacher_dir,
+            reason,
+            _why(exc),
+        )
         return cache_dir
     atexit.register(shutil.rmtree, fallback, ignore_errors=True)
-    log.warning("the teacher cache folder %s is not usable (%s); caching teacher outputs in the temporary folder %s "
-                "instead, so they will not be reused across runs", teacher_dir, reason, fallback)
+    log.warning(
+        "the teacher cache folder %s is not usable (%s); caching teacher outputs in the temporary folder %s "
+        "instead, so they will not be reused across runs",
+        teacher_dir,
+        reason,
+        fallback,
+    )
     return fallback
 
 
@@ -148,8 +157,14 @@ def split_digest(split: SplitDataset) -> str:
 
 def cache_key(teacher_digest: str, dataset_description: dict[str, Any], split: SplitDataset) -> str:
     payload = json.dumps(
-        {"format": CACHE_FORMAT, "teacher": teacher_digest, "data": dataset_description, "split": split.name,
-         "n": len(split), "content": split_digest(split)},
+        {
+            "format": CACHE_FORMAT,
+            "teacher": teacher_digest,
+            "data": dataset_description,
+            "split": split.name,
+            "n": len(split),
+            "content": split_digest(split),
+        },
         sort_keys=True,
         default=str,
     )
@@ -182,22 +197,28 @@ def load_or_compute(
     try:
         return _write_entry(entry, logits, embedding)
     except OSError as exc:
-        log.warning("could not write the teacher cache %s (%s); using the outputs from memory, they will not be "
-                    "reused across runs", entry, _why(exc))
+        log.warning(
+            "could not write the teacher cache %s (%s); using the outputs from memory, they will not be "
+            "reused across runs",
+            entry,
+            _why(exc),
+        )
         return TeacherOutputs(logits=logits, embedding=embedding)
 
 
-def _check_outputs(split_name: str, logits: np.ndarray, embedding: np.ndarray | None,
-                   num_classes: int | None) -> None:
+def _check_outputs(split_name: str, logits: np.ndarray, embedding: np.ndarray | None, num_classes: int | None) -> None:
     """Refuse outputs that must not be cached: non-finite rows (a damaged teacher) or a wrong class count."""
     bad = _nonfinite_rows(logits, embedding)
     if bad:
         raise FairdistillError(
             f"{bad} of {len(logits)} rows of the teacher's outputs on the {split_name!r} split are NaN or infinite: "
-            "the teacher's outputs are not finite — is its checkpoint damaged?")
+            "the teacher's outputs are not finite — is its checkpoint damaged?"
+        )
     if num_classes is not None and logits.shape[1] != num_classes:
-        raise FairdistillError(f"the teacher gives {logits.shape[1]} class scores on the {split_name!r} split but "
-                               f"the data has {num_classes} classes")
+        raise FairdistillError(
+            f"the teacher gives {logits.shape[1]} class scores on the {split_name!r} split but "
+            f"the data has {num_classes} classes"
+        )
 
 
 def _nonfinite_rows(logits: np.ndarray, embedding: np.ndarray | None) -> int:
@@ -207,7 +228,7 @@ def _nonfinite_rows(logits: np.ndarray, embedding: np.ndarray | None) -> int:
     for start in range(0, len(logits), _FINITE_BLOCK):
         rows = np.zeros(min(_FINITE_BLOCK, len(logits) - start), dtype=bool)
         for array in arrays:
-            block = np.asarray(array[start:start + _FINITE_BLOCK])
+            block = np.asarray(array[start : start + _FINITE_BLOCK])
             rows |= ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
         bad += int(rows.sum())
     return bad
@@ -281,8 +302,12 @@ def _write_entry(entry: Path, logits: np.ndarray, embedding: np.ndarray | None) 
         np.save(tmp / "logits.npy", logits)
         if embedding is not None:
             np.save(tmp / "embedding.npy", embedding)
-        meta = {"format": CACHE_FORMAT, "n": int(logits.shape[0]), "classes": int(logits.shape[1]),
-                "embedding": embedding is not None}
+        meta = {
+            "format": CACHE_FORMAT,
+            "n": int(logits.shape[0]),
+            "classes": int(logits.shape[1]),
+            "embedding": embedding is not None,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta))
         with _entry_lock(entry):
             existing = _existing_or_cleared(entry, *logits.shape)

@@ -33,8 +33,9 @@ def save_torch_file(path: Path, payload: Any) -> None:
 def save_model_checkpoint(path: Path, model: torch.nn.Module, spec: dict[str, Any], num_classes: int) -> None:
     """A model's weights with its architecture spec and class count."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_torch_file(path, {"format": MODEL_CHECKPOINT_FORMAT, "model": spec, "num_classes": num_classes,
-                           "state_dict": state})
+    save_torch_file(
+        path, {"format": MODEL_CHECKPOINT_FORMAT, "model": spec, "num_classes": num_classes, "state_dict": state}
+    )
 
 
 def load_model_checkpoint(path: Path, model: torch.nn.Module, num_classes: int) -> None:
@@ -43,7 +44,9 @@ def load_model_checkpoint(path: Path, model: torch.nn.Module, num_classes: int) 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise FairdistillError(f"teacher.checkpoint {path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise FairdistillError(
+            f"teacher.checkpoint {path}: not a readable checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
         raise FairdistillError(f"teacher.checkpoint {path}: expected a fairdistill checkpoint with a state_dict")
     saved_classes = payload.get("num_classes")
@@ -52,12 +55,17 @@ def load_model_checkpoint(path: Path, model: torch.nn.Module, num_classes: int) 
             f"teacher.checkpoint {path}: the teacher predicts {saved_classes} classes but the data has {num_classes}"
         )
     state = payload["state_dict"]
-    broken = [name for name, t in state.items()
-              if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    broken = [
+        name
+        for name, t in state.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
     if broken:
         more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
-        raise FairdistillError(f"teacher.checkpoint {path}: weights hold NaN or infinite values "
-                               f"({', '.join(broken[:3])}{more}); the checkpoint is damaged or its training diverged")
+        raise FairdistillError(
+            f"teacher.checkpoint {path}: weights hold NaN or infinite values "
+            f"({', '.join(broken[:3])}{more}); the checkpoint is damaged or its training diverged"
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -73,8 +81,13 @@ def capture_rng() -> dict[str, Any]:
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
     }
 
@@ -96,11 +109,15 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise FairdistillError(f"checkpoint {path} is corrupt or not a fairdistill checkpoint "
-                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise FairdistillError(
+            f"checkpoint {path} is corrupt or not a fairdistill checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     if not isinstance(payload, dict) or "format" not in payload:
         raise FairdistillError(f"checkpoint {path} is not a fairdistill training checkpoint")
     if payload["format"] != TRAINING_CHECKPOINT_FORMAT:
-        raise FairdistillError(f"checkpoint {path} has format {payload['format']}, this version reads format "
-                               f"{TRAINING_CHECKPOINT_FORMAT}; delete it to retrain that model from the start")
+        raise FairdistillError(
+            f"checkpoint {path} has format {payload['format']}, this version reads format "
+            f"{TRAINING_CHECKPOINT_FORMAT}; delete it to retrain that model from the start"
+        )
     return payload

@@ -7,9 +7,10 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -115,9 +116,20 @@ def fit(
     """
     if method.requires_teacher and teacher_cache is None:
         raise ValueError(f"method {method.name} needs teacher outputs but no teacher cache was given")
-    training = _Training(model, method, train, config, accelerator=accelerator, seed=seed,
-                         teacher_cache=teacher_cache, validate=validate, select=select, desc=desc,
-                         checkpoint=checkpoint, progress=progress)
+    training = _Training(
+        model,
+        method,
+        train,
+        config,
+        accelerator=accelerator,
+        seed=seed,
+        teacher_cache=teacher_cache,
+        validate=validate,
+        select=select,
+        desc=desc,
+        checkpoint=checkpoint,
+        progress=progress,
+    )
     first_epoch = training.restore()
     training.start_clock()
     for epoch in range(first_epoch, config.epochs):
@@ -160,15 +172,27 @@ class _Training:
     re-initialisation, checkpoint) and finish."""
 
     def __init__(
-        self, model: TappedModel, method: Method, train: SplitDataset, config: TrainConfig, *,
-        accelerator: Accelerator, seed: int, teacher_cache: TeacherOutputs | None, validate: Validator | None,
-        select: Selection, desc: str, checkpoint: Path | None, progress: Progress,
+        self,
+        model: TappedModel,
+        method: Method,
+        train: SplitDataset,
+        config: TrainConfig,
+        *,
+        accelerator: Accelerator,
+        seed: int,
+        teacher_cache: TeacherOutputs | None,
+        validate: Validator | None,
+        select: Selection,
+        desc: str,
+        checkpoint: Path | None,
+        progress: Progress,
     ) -> None:
         self.method, self.config, self.accelerator, self.seed = method, config, accelerator, seed
         self.teacher_cache, self.validate, self.select, self.desc = teacher_cache, validate, select, desc
         self.checkpoint, self.progress = checkpoint, progress
         set_seed(seed)
-        no_decay = model.no_weight_decay_names() if hasattr(model, "no_weight_decay_names") else ()
+        no_decay_names = getattr(model, "no_weight_decay_names", None)  # an optional hook (Hugging Face models)
+        no_decay = no_decay_names() if no_decay_names is not None else ()
         named = [*model.named_parameters(), *(("method." + n, p) for n, p in method.named_parameters())]
         optimizer = build_optimizer(named, config, no_decay)
         self.loader = train_loader(train, config.batch_size, seed, accelerator)
@@ -179,8 +203,9 @@ class _Training:
         self.trainable = [p for p in [*self.model.parameters(), *method.parameters()] if p.requires_grad]
         method.to(accelerator.device)
         self.raw_model: TappedModel = accelerator.unwrap_model(self.model)
-        self.state = TrainState(num_epochs=config.epochs, steps_per_epoch=len(self.loader), model=self.raw_model,
-                                device=accelerator.device)
+        self.state = TrainState(
+            num_epochs=config.epochs, steps_per_epoch=len(self.loader), model=self.raw_model, device=accelerator.device
+        )
         self.history: list[dict[str, Any]] = []
         self.best = _BestEpoch(select)
         self.seconds_before = 0.0
@@ -214,12 +239,19 @@ class _Training:
         config, method, state, accelerator = self.config, self.method, self.state, self.accelerator
         model, optimizer, loader, accumulate = self.model, self.optimizer, self.loader, self.accumulate
         state.epoch = epoch
-        loader.sampler.set_epoch(epoch)
+        sampler = loader.sampler
+        assert isinstance(sampler, EpochShuffleSampler)  # train_loader builds the loader on one
+        sampler.set_epoch(epoch)
         method.on_epoch_start(state)
         model.train()
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"{self.desc} epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True,
-                   disable=None if self.progress.bars and accelerator.is_local_main_process else True)
+        bar = tqdm(
+            loader,
+            desc=f"{self.desc} epoch {epoch + 1}/{config.epochs}",
+            leave=False,
+            dynamic_ncols=True,
+            disable=None if self.progress.bars and accelerator.is_local_main_process else True,
+        )
         optimizer.zero_grad(set_to_none=True)
         for k, batch in enumerate(bar):
             batch = batch.to(accelerator.device)
@@ -229,12 +261,16 @@ class _Training:
             steps_now = k + 1 == window_end
             with contextlib.nullcontext() if steps_now else accelerator.no_sync(model):
                 student_out = model(batch.inputs)
-                teacher_out = self.teacher_cache.lookup(batch.index, accelerator.device) \
-                    if self.teacher_cache is not None else None
+                teacher_out = (
+                    self.teacher_cache.lookup(batch.index, accelerator.device)
+                    if self.teacher_cache is not None
+                    else None
+                )
                 loss, _logs = method.batch_loss(batch, student_out, teacher_out, state)
                 if not torch.isfinite(loss):
                     raise TrainingDivergedError(
-                        _divergence_message(self.desc, method, config, loss.item(), epoch, state))
+                        _divergence_message(self.desc, method, config, loss.item(), epoch, state)
+                    )
                 accelerator.backward(loss / window)
             if steps_now:
                 if config.max_grad_norm is not None:
@@ -271,18 +307,30 @@ class _Training:
 
     def save_checkpoint(self, epochs_done: int) -> None:
         """The complete training state after ``epochs_done`` epochs, written atomically."""
-        save_training_checkpoint(self.checkpoint, {
-            "epoch": epochs_done, "step": self.state.step, "select_from_epoch": self.state.select_from_epoch,
-            "model": self.raw_model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "method": self.method.state_dict(),
-            "history": self.history, "seconds": self.seconds(), "rng": capture_rng(),
-            "best": self.best.to_saved(),
-        })
+        if self.checkpoint is None:
+            raise ValueError(f"{self.desc}: no checkpoint path to save the training state to")
+        save_training_checkpoint(
+            self.checkpoint,
+            {
+                "epoch": epochs_done,
+                "step": self.state.step,
+                "select_from_epoch": self.state.select_from_epoch,
+                "model": self.raw_model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "method": self.method.state_dict(),
+                "history": self.history,
+                "seconds": self.seconds(),
+                "rng": capture_rng(),
+                "best": self.best.to_saved(),
+            },
+        )
 
     def finish(self) -> FitResult:
         """Load the selected epoch's weights (unless ``select: last``) and put the model in eval mode."""
         assert self.best.seen
         if self.select != "last":
+            assert self.best.weights is not None  # set together with the score (best.seen) by offer / restore
             self.raw_model.load_state_dict(self.best.weights)
         best_epoch = self.best.epoch if self.select != "last" else self.config.epochs
         log.info("%s: selected epoch %d by %s", self.desc, best_epoch, self.select)
@@ -294,26 +342,52 @@ def _divergence_message(
     desc: str, method: Method, config: TrainConfig, value: float, epoch: int, state: TrainState
 ) -> str:
     """Which model diverged, where, and the options most likely responsible."""
-    options = ", ".join(f"{k}={v:g}" for k, v in method.numeric_options().items() if k.split(".")[1] in
-                        ("tau", "beta", "alpha", "eta", "weight", "upweight", "gamma", "kappa", "lambda_distance",
-                         "lambda_angle", "kd_weight", "nd_weight"))
-    return (f"{desc}: the training loss became {value} at epoch {epoch + 1} of {config.epochs} (step {state.step}). "
-            f"Likely cause: a learning rate too high for this model (lr={config.lr:g}"
-            + (f", max_grad_norm={config.max_grad_norm:g}" if config.max_grad_norm is not None else
-               "; try max_grad_norm: 1.0") + ")"
-            + (f" or an extreme method option ({options})" if options else "") + "; lower it and run again")
+    options = ", ".join(
+        f"{k}={v:g}"
+        for k, v in method.numeric_options().items()
+        if k.split(".")[1]
+        in (
+            "tau",
+            "beta",
+            "alpha",
+            "eta",
+            "weight",
+            "upweight",
+            "gamma",
+            "kappa",
+            "lambda_distance",
+            "lambda_angle",
+            "kd_weight",
+            "nd_weight",
+        )
+    )
+    return (
+        f"{desc}: the training loss became {value} at epoch {epoch + 1} of {config.epochs} (step {state.step}). "
+        f"Likely cause: a learning rate too high for this model (lr={config.lr:g}"
+        + (
+            f", max_grad_norm={config.max_grad_norm:g}"
+            if config.max_grad_norm is not None
+            else "; try max_grad_norm: 1.0"
+        )
+        + ")"
+        + (f" or an extreme method option ({options})" if options else "")
+        + "; lower it and run again"
+    )
 
 
-def reinitialize(model: torch.nn.Module, optimizer: torch.optim.Optimizer, seed: int) -> None:
-    """Fresh weights for every submodule that can reset itself, and an empty optimiser state."""
+def reinitialize(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, seed: int) -> None:
+    """Fresh weights for every submodule that can reset itself, and an empty optimiser state (if one is given)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         for module in model.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-            if hasattr(module, "reset_running_stats"):
-                module.reset_running_stats()
-    optimizer.state.clear()
+            reset_parameters = getattr(module, "reset_parameters", None)
+            if reset_parameters is not None:
+                reset_parameters()
+            reset_running_stats = getattr(module, "reset_running_stats", None)
+            if reset_running_stats is not None:
+                reset_running_stats()
+    if optimizer is not None:
+        optimizer.state.clear()
 
 
 def _selection_score(record: dict[str, Any], select: Selection) -> float:

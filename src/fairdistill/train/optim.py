@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -32,6 +32,7 @@ def build_optimizer(
         return torch.optim.AdamW(groups, lr=config.lr)
     return torch.optim.Adam(groups, lr=config.lr)
 
+
 def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str) -> float:
     """The multiplier of the base learning rate for optimiser step ``step`` (0-based) of ``total_steps``.
 
@@ -57,6 +58,4 @@ def build_scheduler(
     counts optimiser steps: batches divided by ``gradient_accumulation_steps``, rounded up)."""
     total = config.epochs * steps_per_epoch  # optimiser steps, i.e. after gradient accumulation
     warmup = min(total, round(config.warmup_epochs * steps_per_epoch))
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, warmup, config.scheduler)
-    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, config.scheduler))
