@@ -58,7 +58,9 @@ from fairdistill.data.core import (
     label_attr_group_index,
     label_attr_groups,
 )
-from fairdistill.data.sampling import stratified_order, stratified_subsample
+from fairdistill.data.sampling import stratified_order
+from fairdistill.data.table_files import split_generators
+from fairdistill.data.text_common import subsample_splits
 from fairdistill.errors import DataError
 
 COLUMNS: tuple[str, ...] = (
@@ -191,7 +193,7 @@ def _parse(file: Traversable, text: str) -> tuple[dict[str, np.ndarray], dict]:
         rows.append(values)
     if not rows:
         raise DataError(f"adult: {file} has no complete rows")
-    table = list(zip(*rows))
+    table = list(zip(*rows, strict=True))
     columns: dict[str, np.ndarray] = {}
     for i, name in enumerate(COLUMNS):
         columns[name] = np.array(table[i], dtype=np.float64) if name in NUMERIC_COLUMNS else np.array(table[i])
@@ -273,7 +275,7 @@ def load_adult(options: AdultOptions) -> Splits:
     y_full, attr_full = _labels(train_cols, protected, train_meta["path"])
     group_full = y_full * num_attrs + attr_full
 
-    subsample_rng, split_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(options.split_seed).spawn(2))
+    subsample_rng, split_rng = split_generators(options.split_seed)
     train_idx, val_idx = _holdout(group_full, VAL_FRACTION, split_rng)
     parts = {"train": _take(train_cols, train_idx), "val": _take(train_cols, val_idx), "test": test_cols}
     labels = {
@@ -282,14 +284,10 @@ def load_adult(options: AdultOptions) -> Splits:
         "test": _labels(test_cols, protected, test_meta["path"]),
     }
 
-    if options.max_examples is not None:
-        total = sum(len(labels[s][0]) for s in parts)
-        for name in parts:
-            y, attr = labels[name]
-            n = max(1, round(options.max_examples * len(y) / total))
-            keep = stratified_subsample(y * num_attrs + attr, n, subsample_rng)
-            parts[name] = _take(parts[name], keep)
-            labels[name] = (y[keep], attr[keep])
+    groups = {name: y * num_attrs + attr for name, (y, attr) in labels.items()}
+    for name, keep in subsample_splits(groups, options.max_examples, subsample_rng).items():
+        parts[name] = _take(parts[name], keep)
+        labels[name] = (labels[name][0][keep], labels[name][1][keep])
 
     numeric = [c for c in NUMERIC_COLUMNS if c != "fnlwgt" or options.include_fnlwgt]
     categorical = [c for c in CATEGORICAL_COLUMNS if c != protected or options.include_protected]

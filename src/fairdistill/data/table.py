@@ -55,16 +55,18 @@ Inputs (encoding ``"x"``, float32, shape (n_features,))
     contributes its feature(s) in column order; the names (``"age"``, ``"colour=red"``, ...) are in
     ``provenance["feature_names"]``. The default tabular models (MLPs) read this encoding, so ``--set
     data.name=csv --set data.path=... --set data.label=... --set data.attr=...`` is a complete dataset.
+
+Reading the files, the row numbers in messages, the label/attr/group ids and the splits are
+:mod:`fairdistill.data.table_files` (shared with ``text-table``); this module checks and encodes the features.
 """
 
 from __future__ import annotations
 
 import difflib
-import itertools
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -82,23 +84,27 @@ from fairdistill.data.core import (
     label_attr_group_index,
     label_attr_groups,
 )
-from fairdistill.data.sampling import stratified_partition, stratified_subsample
-from fairdistill.data.source_files import sha256_file
+from fairdistill.data.table_files import (
+    SPLITS,
+    ColumnKind,
+    CsvReading,
+    TableFile,
+    code_ids,
+    column_kind,
+    listing,
+    non_scalar_cells,
+    read_table_file,
+    split_files,
+    value_kind,
+)
 from fairdistill.errors import DataError, shown_value
 
 log = logging.getLogger(__name__)
 
-SPLITS: tuple[str, str, str] = ("train", "val", "test")
-#: At most this many row numbers are listed in an error message (plus a count).
-MAX_ROWS_SHOWN = 10
 #: A text column with more distinct train values than this (and than half the train rows) gets a warning.
 MANY_CATEGORIES = 50
 #: The largest magnitude a float32 input holds; larger feature values (raw or standardised) are refused.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-#: Integer ids above this are refused: a float64 holds every integer exactly only up to 2**53.
-MAX_EXACT_ID = 2**53
-#: Cell values an object column may hold (besides missing ones); anything else is not a scalar to encode.
-_SCALAR_TYPES: tuple[type, ...] = (str, bool, int, float, np.bool_, np.integer, np.floating)
 
 
 # --------------------------------------------------------------------------------------------------- options
@@ -157,7 +163,7 @@ class TableOptions(DatasetOptions):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TableOptions":
+    def _consistent(self) -> TableOptions:
         given = self.model_fields_set
         problems: list[str] = []
         separate = [k for k in SPLITS if getattr(self, k) is not None]
@@ -211,107 +217,17 @@ class ParquetOptions(TableOptions):
     """Options of the ``parquet`` dataset."""
 
 
-# --------------------------------------------------------------------------------------------------- reading
+# --------------------------------------------------------------------------------------------------- checks
 
 
-@dataclass
-class _File:
-    """One file read into a frame; ``frame.index`` keeps each row's 0-based position in the file."""
-
-    role: str  # "path", "train", "val" or "test"
-    path: Path
-    frame: pd.DataFrame
-    fmt: Literal["csv", "parquet"]
-    sha256: str
-    rows_read: int
-    rows_dropped: int = 0
-
-    def rows(self, positions: Iterable[int], values: Iterable[Any] | None = None) -> str:
-        """``rows 3, 7 (2 rows; ...)``: 1-based row numbers the way the user sees them, at most 10 listed."""
-        offset = 2 if self.fmt == "csv" else 1
-        numbers = [int(p) + offset for p in positions]
-        shown = [str(n) for n in numbers[:MAX_ROWS_SHOWN]]
-        if values is not None:
-            shown = [f"{s} (value {v!r})" for s, v in zip(shown, list(values)[:MAX_ROWS_SHOWN])]
-        word = "row" if len(numbers) == 1 else "rows"
-        count = f"first {MAX_ROWS_SHOWN} of {len(numbers)} rows" if len(numbers) > MAX_ROWS_SHOWN else (
-            f"{len(numbers)} {word}"
-        )
-        numbering = "row 1 is the header" if self.fmt == "csv" else "data rows counted from 1"
-        return f"{word} {', '.join(shown)} ({count}; {numbering})"
-
-    def where(self) -> str:
-        return f"{self.fmt}: {self.path}"
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "sha256": self.sha256,
-            "rows_read": self.rows_read,
-            "rows_dropped_missing": self.rows_dropped,
-            "rows_kept": self.rows_read - self.rows_dropped,
-        }
+def _read(fmt: Literal["csv", "parquet"], role: str, text: str, options: TableOptions) -> TableFile:
+    csv = None
+    if isinstance(options, CsvOptions):
+        csv = CsvReading(sep=options.sep, encoding=options.encoding, na_values=tuple(options.na_values))
+    return read_table_file(fmt, role, text, fmt, csv=csv)
 
 
-def _resolve(fmt: str, role: str, text: str) -> Path:
-    path = Path(text).expanduser()
-    path = (path if path.is_absolute() else Path.cwd() / path).resolve()
-    option = f"data.{role}"
-    if not path.exists():
-        raise DataError(f"{fmt}: file not found: {path} (from {option}: {text!r}, relative to {Path.cwd()})")
-    if not path.is_file():
-        raise DataError(f"{fmt}: {path} (from {option}: {text!r}) is not a file")
-    return path
-
-
-def _read(fmt: Literal["csv", "parquet"], role: str, text: str, options: TableOptions) -> _File:
-    path = _resolve(fmt, role, text)
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4)
-        digest = sha256_file(path)
-    except OSError as exc:
-        raise DataError(f"{fmt}: cannot read {path}: {exc.strerror or exc}") from None
-    if not head:
-        raise DataError(f"{fmt}: {path} is empty (0 bytes)")
-    if fmt == "csv" and head == b"PAR1":
-        raise DataError(f"csv: {path} is a Parquet file, not CSV; use data.name: parquet")
-    try:
-        if isinstance(options, CsvOptions):
-            frame = pd.read_csv(
-                path, sep=options.sep, encoding=options.encoding, na_values=options.na_values or None, low_memory=False
-            )
-        else:
-            frame = pd.read_parquet(path)
-    except MemoryError:
-        raise
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{fmt}: {path} has no header and no rows") from None
-    except Exception as exc:  # every reader failure (parser, decoding, corrupt parquet, ...) is a user error
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = ""
-        if fmt == "parquet" and "magic bytes" in detail.lower():
-            hint = " (is it a CSV file? then use data.name: csv)"
-        elif isinstance(exc, UnicodeDecodeError):
-            hint = " (set data.encoding, e.g. latin-1)"
-        kind = "CSV" if fmt == "csv" else "Parquet"
-        raise DataError(f"{fmt}: cannot read {path} as {kind}: {detail}{hint}") from None
-    if not isinstance(frame.index, pd.RangeIndex):  # a pandas index stored in the parquet file becomes columns
-        frame = frame.reset_index()
-    frame = frame.reset_index(drop=True)
-    frame.columns = [str(c) for c in frame.columns]
-    if len(frame) == 0:
-        raise DataError(f"{fmt}: {path} has a header ({_column_list(frame.columns)}) but no rows")
-    return _File(role, path, frame, fmt, digest, len(frame))
-
-
-def _column_list(columns: Iterable[str], limit: int = 40) -> str:
-    columns = list(columns)
-    text = ", ".join(columns[:limit])
-    return text + (f", ... ({len(columns)} columns in all)" if len(columns) > limit else "")
-
-
-def _check_columns(file: _File, wanted: list[tuple[str, str]]) -> None:
+def _check_columns(file: TableFile, wanted: list[tuple[str, str]]) -> None:
     """Every (column, role) must exist in the file; one DataError lists all that do not."""
     present = list(file.frame.columns)
     problems = []
@@ -323,30 +239,10 @@ def _check_columns(file: _File, wanted: list[tuple[str, str]]) -> None:
         guess = stripped[0] if stripped else (close[0] if close else None)
         problems.append(f"no column {column!r} ({role})" + (f" — did you mean {guess!r}?" if guess else ""))
     if problems:
-        raise DataError(f"{file.where()}: {'; '.join(problems)}; columns are: {_column_list(present)}")
+        raise DataError(f"{file.where()}: {'; '.join(problems)}; columns are: {listing(present)}")
 
 
-# --------------------------------------------------------------------------------------------------- checks
-
-
-def _kind(series: pd.Series) -> Literal["numeric", "categorical", "unsupported"]:
-    dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
-        return "categorical"
-    if pd.api.types.is_complex_dtype(dtype):
-        return "unsupported"
-    if pd.api.types.is_numeric_dtype(dtype):
-        return "numeric"
-    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
-        return "unsupported"
-    if isinstance(dtype, (pd.PeriodDtype, pd.IntervalDtype)):
-        return "unsupported"
-    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        return "categorical"
-    return "unsupported"
-
-
-def _handle_missing(file: _File, used: list[str], roles: int, policy: str) -> None:
+def _handle_missing(file: TableFile, used: list[str], roles: int, policy: str) -> None:
     """Rows with a missing value in a ``used`` column (the first ``roles`` are label/attr/group): error or drop."""
     frame = file.frame
     na = frame[used].isna()
@@ -355,7 +251,7 @@ def _handle_missing(file: _File, used: list[str], roles: int, policy: str) -> No
         return
     per_column = {c: frame.index[na[c].to_numpy()] for c in used if na[c].any()}
     if policy == "error":
-        parts = [f"{c!r} at {file.rows(rows)}" for c, rows in per_column.items()]
+        parts = [f"{c!r} at {file.at(rows)}" for c, rows in per_column.items()]
         only_features = not set(per_column) & set(used[:roles])
         leave_out = ", leave the column out of the inputs (ignore:)" if only_features else ""
         raise DataError(
@@ -366,7 +262,10 @@ def _handle_missing(file: _File, used: list[str], roles: int, policy: str) -> No
     counts = ", ".join(f"{c} ({len(rows)})" for c, rows in per_column.items())
     log.warning(
         "%s: dropped %d of %d rows with missing values (missing: drop); columns: %s",
-        file.where(), dropped, len(frame), counts,
+        file.where(),
+        dropped,
+        len(frame),
+        counts,
     )
     file.frame = frame[~bad_rows.to_numpy()]
     file.rows_dropped = dropped
@@ -374,7 +273,7 @@ def _handle_missing(file: _File, used: list[str], roles: int, policy: str) -> No
         raise DataError(f"{file.where()}: every row has a missing value (columns: {counts}); no rows left")
 
 
-def _numeric_values(file: _File, column: str) -> np.ndarray:
+def _numeric_values(file: TableFile, column: str) -> np.ndarray:
     """The column as float64; non-numeric cells (a numeric train column read as text here) are an error."""
     series = file.frame[column]
     if pd.api.types.is_bool_dtype(series.dtype):
@@ -384,12 +283,12 @@ def _numeric_values(file: _File, column: str) -> np.ndarray:
     if bad.any():
         raise DataError(
             f"{file.where()}: column {column!r} is numeric in the train data but has non-numeric values at "
-            f"{file.rows(series.index[bad], series[bad].tolist())}"
+            f"{file.at(series.index[bad], series[bad].tolist())}"
         )
     return converted.to_numpy(dtype=np.float64)
 
 
-def _check_finite(file: _File, column: str, values: np.ndarray) -> None:
+def _check_finite(file: TableFile, column: str, values: np.ndarray) -> None:
     """Numeric feature values must be finite and fit in float32 (the inputs' type).
 
     Bounded this way, the float64 mean and variance of a column cannot overflow (n * 3.4e38 and
@@ -399,27 +298,16 @@ def _check_finite(file: _File, column: str, values: np.ndarray) -> None:
     if bad.any():
         raise DataError(
             f"{file.where()}: column {column!r} has infinite values at "
-            f"{file.rows(file.frame.index[bad], values[bad].tolist())}; replace them with finite numbers"
+            f"{file.at(file.frame.index[bad], values[bad].tolist())}; replace them with finite numbers"
         )
     bad = np.abs(values) > FLOAT32_MAX
     if bad.any():
         sentinel = "; if such a value marks a missing cell, list it in na_values:" if file.fmt == "csv" else ""
         raise DataError(
             f"{file.where()}: column {column!r} has values beyond what the float32 inputs hold (|value| > "
-            f"{FLOAT32_MAX:.3g}) at {file.rows(file.frame.index[bad], values[bad].tolist())}; rescale the column "
+            f"{FLOAT32_MAX:.3g}) at {file.at(file.frame.index[bad], values[bad].tolist())}; rescale the column "
             f"(another unit, a log) or leave it out with ignore:{sentinel}"
         )
-
-
-def _value_kind(value: Any) -> str:
-    """A short name of a non-scalar cell's type: list, struct, bytes or the Python type's name."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return "list"
-    if isinstance(value, dict):
-        return "struct"
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return "bytes"
-    return type(value).__name__
 
 
 def _parquet_type(path: Path, column: str) -> str | None:
@@ -433,112 +321,37 @@ def _parquet_type(path: Path, column: str) -> str | None:
         return None
 
 
-def _non_scalar(file: _File, column: str) -> str | None:
+def _non_scalar(file: TableFile, column: str) -> str | None:
     """How ``column`` holds non-scalar cells (lists, structs, bytes, ...) or None when every cell is a scalar."""
     series = file.frame[column]
     if series.dtype != object:
         return None
     values = series.to_numpy()
-    bad = np.fromiter(
-        (not (isinstance(v, _SCALAR_TYPES) or v is None or v is pd.NA or v is pd.NaT) for v in values),
-        dtype=bool, count=len(values),
-    )
+    bad = non_scalar_cells(values)
     if not bad.any():
         return None
     first = values[np.flatnonzero(bad)[0]]
-    kinds = sorted({_value_kind(v) for v in values[bad]})
+    kinds = sorted({value_kind(v) for v in values[bad]})
     stored = _parquet_type(file.path, column) if file.fmt == "parquet" else None
     typed = f"Parquet type {stored}" if stored else f"{', '.join(kinds)} values"
     shown = first.tolist() if isinstance(first, np.ndarray) else first
-    return f"{column!r} ({typed}; {file.rows(series.index[bad])}, first {shown_value(shown)})"
+    return f"{column!r} ({typed}; {file.at(series.index[bad])}, first {shown_value(shown)})"
 
 
-def _check_scalars(file: _File, columns: list[tuple[str, str]]) -> None:
+def _check_scalars(file: TableFile, columns: list[tuple[str, str]]) -> None:
     """Every used (column, role) must hold scalars; list/struct/bytes cells would be one-hot encoded by their
     text. One DataError lists every offending column."""
     problems = [(role, found) for column, role in columns if (found := _non_scalar(file, column)) is not None]
     if not problems:
         return
     roles = {role for role, _ in problems}
-    listing = "; ".join(f"{role} column {found}" for role, found in problems)
+    listed = "; ".join(f"{role} column {found}" for role, found in problems)
     advice = "leave it out with ignore: or flatten it into columns of numbers or text"
     if roles - {"feature"}:
         advice = "choose (or make) a column of numbers or text for the label/attr/group; " + advice + " for inputs"
     raise DataError(
-        f"{file.where()}: {listing}: a cell must hold one number, text or boolean, not a list, struct or bytes; "
-        f"{advice}"
+        f"{file.where()}: {listed}: a cell must hold one number, text or boolean, not a list, struct or bytes; {advice}"
     )
-
-
-# --------------------------------------------------------------------------------------------------- ids
-
-
-def _code(
-    files: list[_File], column: str, role: str, option: str, given: int | None, minimum: int
-) -> tuple[list[np.ndarray], tuple[str, ...]]:
-    """Integer ids (one array per file) and names of a label / attr / group column across the files."""
-    kinds = {f.path: ("integer" if _kind(f.frame[column]) == "numeric" else "text") for f in files}
-    if len(set(kinds.values())) > 1:
-        listing = ", ".join(f"{p.name}: {k}" for p, k in kinds.items())
-        raise DataError(
-            f"{files[0].fmt}: {role} column {column!r} holds integer ids in some files and text in others ({listing}); "
-            "use one kind in every file"
-        )
-    kind = next(iter(kinds.values()))
-    if kind == "text":
-        texts = [f.frame[column].astype(str).to_numpy(dtype=object) for f in files]
-        names = tuple(sorted(set().union(*(set(t.tolist()) for t in texts))))
-        if given is not None and given != len(names):
-            raise DataError(
-                f"{files[0].fmt}: {role} column {column!r} has {len(names)} distinct values "
-                f"({_column_list(names, 20)}) but {option} is {given}"
-            )
-        codes = [pd.Index(names).get_indexer(t).astype(np.int64) for t in texts]
-    else:
-        codes = []
-        for f in files:
-            values = f.frame[column].to_numpy(dtype=np.float64)
-            # beyond 2**53 a float64 is not an exact integer (and 1e308 would not fit in int64)
-            bad = ~np.isfinite(values) | (values != np.round(values)) | (np.abs(values) > MAX_EXACT_ID)
-            if bad.any():
-                raise DataError(
-                    f"{f.where()}: {role} column {column!r} must hold whole numbers (ids 0, 1, ...) or text; "
-                    f"not at {f.rows(f.frame.index[bad], values[bad].tolist())}"
-                )
-            ids = values.astype(np.int64)
-            bad = (ids < 0) | (ids >= given) if given is not None else ids < 0
-            if bad.any():
-                allowed = f"0..{given - 1} ({option}: {given})" if given is not None else "0, 1, ... (no negative ids)"
-                raise DataError(
-                    f"{f.where()}: {role} column {column!r} has values outside {allowed} at "
-                    f"{f.rows(f.frame.index[bad], ids[bad].tolist())}"
-                )
-            codes.append(ids)
-        n = given
-        if n is None:
-            n = int(max(int(c.max()) for c in codes)) + 1
-            present = set().union(*(set(np.unique(c).tolist()) for c in codes))
-            # the first few gaps only: the scan stops early even when the largest id is huge
-            absent = list(itertools.islice((i for i in range(n) if i not in present), 20))
-            if absent:
-                absent_text = ", ".join(map(str, absent)) + (
-                    f", ... ({n - len(present)} in all)" if n - len(present) > len(absent) else ""
-                )
-                holder = next(f for f, c in zip(files, codes) if int(c.max()) == n - 1)
-                at = holder.frame.index[codes[files.index(holder)] == n - 1]
-                raise DataError(
-                    f"{files[0].fmt}: {role} column {column!r} holds integer ids, so they must be 0..C-1; the largest "
-                    f"is {n - 1} ({holder.path}, {holder.rows(at)}) but value(s) {absent_text} "
-                    f"never occur. Set {option}: {n} if those simply have no rows, or recode the column (text values "
-                    "are mapped to ids automatically)"
-                )
-        names = tuple(str(i) for i in range(n))
-    if len(names) < minimum:
-        raise DataError(
-            f"{files[0].fmt}: {role} column {column!r} has only {len(names)} distinct value(s) "
-            f"({_column_list(names, 20)}); at least {minimum} are needed"
-        )
-    return codes, names
 
 
 # --------------------------------------------------------------------------------------------------- encoding
@@ -547,7 +360,7 @@ def _code(
 class _Encoder:
     """Standardise numeric columns and one-hot encode the others, fitted on the train split."""
 
-    def __init__(self, train: _File, columns: list[str], kinds: dict[str, str]) -> None:
+    def __init__(self, train: TableFile, columns: list[str], kinds: Mapping[str, ColumnKind]) -> None:
         self.columns = columns
         self.kinds = kinds
         self.mean: dict[str, float] = {}
@@ -568,10 +381,14 @@ class _Encoder:
                     log.warning(
                         "%s: column %r has %d distinct values in %d train rows (%d one-hot features); if it is an "
                         "identifier or free text, leave it out with ignore:",
-                        train.where(), c, len(cats), len(train.frame), len(cats),
+                        train.where(),
+                        c,
+                        len(cats),
+                        len(train.frame),
+                        len(cats),
                     )
 
-    def __call__(self, file: _File) -> torch.Tensor:
+    def __call__(self, file: TableFile) -> torch.Tensor:
         parts = []
         for c in self.columns:
             if self.kinds[c] == "numeric":
@@ -586,7 +403,7 @@ class _Encoder:
         x = np.concatenate([p.astype(np.float32) for p in parts], axis=1)
         return torch.from_numpy(x)
 
-    def _standardised(self, file: _File, column: str) -> np.ndarray:
+    def _standardised(self, file: TableFile, column: str) -> np.ndarray:
         """``(value - mean) / std`` in float64; a result float32 cannot hold (a val/test value far outside the
         train range, or a near-constant train column) is a DataError naming the rows."""
         mean, std = self.mean[column], self.std[column]
@@ -597,7 +414,7 @@ class _Encoder:
             raw = _numeric_values(file, column)[bad]
             raise DataError(
                 f"{file.where()}: column {column!r} standardised with the train split's mean {mean:.6g} and std "
-                f"{std:.6g} does not fit in the float32 inputs at {file.rows(file.frame.index[bad], raw.tolist())}; "
+                f"{std:.6g} does not fit in the float32 inputs at {file.at(file.frame.index[bad], raw.tolist())}; "
                 "rescale the column (another unit, a log) or leave it out with ignore:"
             )
         return z
@@ -606,14 +423,12 @@ class _Encoder:
 # --------------------------------------------------------------------------------------------------- loader
 
 
-def _subset(file: _File, idx: np.ndarray, role: str) -> _File:
-    return _File(role, file.path, file.frame.iloc[idx], file.fmt, file.sha256, file.rows_read, file.rows_dropped)
-
-
 def _load_table(fmt: Literal["csv", "parquet"], options: TableOptions) -> Splits:
-    sources = {"path": options.path} if options.path is not None else {
-        k: getattr(options, k) for k in SPLITS if getattr(options, k) is not None
-    }
+    sources = (
+        {"path": options.path}
+        if options.path is not None
+        else {k: getattr(options, k) for k in SPLITS if getattr(options, k) is not None}
+    )
     files = [_read(fmt, role, text, options) for role, text in sources.items()]
     first = files[0]  # the single file or the train file: it defines the feature columns
 
@@ -632,7 +447,7 @@ def _load_table(fmt: Literal["csv", "parquet"], options: TableOptions) -> Splits
         features = [c for c in first.frame.columns if c not in excluded]
     if not features:
         raise DataError(
-            f"{first.where()}: no feature columns left (columns: {_column_list(first.frame.columns)}; label, attr, "
+            f"{first.where()}: no feature columns left (columns: {listing(first.frame.columns)}; label, attr, "
             "group and ignore: columns are not inputs)"
         )
     for f in files[1:]:
@@ -642,7 +457,7 @@ def _load_table(fmt: Literal["csv", "parquet"], options: TableOptions) -> Splits
     role_columns += [(options.group, "group")] if options.group is not None else []
     for f in files:
         _check_scalars(f, role_columns + [(c, "feature") for c in features if c not in dict(role_columns)])
-    kinds = {c: _kind(first.frame[c]) for c in features}
+    kinds = {c: column_kind(first.frame[c]) for c in features}
     unsupported = [f"{c!r} ({first.frame[c].dtype})" for c in features if kinds[c] == "unsupported"]
     if unsupported:
         raise DataError(
@@ -659,60 +474,31 @@ def _load_table(fmt: Literal["csv", "parquet"], options: TableOptions) -> Splits
             if kinds[c] == "numeric":
                 _check_finite(f, c, _numeric_values(f, c))
 
-    y_codes, class_names = _code(files, options.label, "label", "num_classes", options.num_classes, 2)
-    a_codes, attr_names = _code(files, options.attr, "attr", "num_attrs", options.num_attrs, 1)
+    y_codes, class_names = code_ids(files, options.label, "label", "num_classes", options.num_classes, 2)
+    a_codes, attr_names = code_ids(files, options.attr, "attr", "num_attrs", options.num_attrs, 1)
     if options.group is not None:
-        g_codes, group_names = _code(files, options.group, "group", "num_groups", options.num_groups, 1)
+        g_codes, group_names = code_ids(files, options.group, "group", "num_groups", options.num_groups, 1)
     else:
-        g_codes = [y * len(attr_names) + a for y, a in zip(y_codes, a_codes)]
+        g_codes = [y * len(attr_names) + a for y, a in zip(y_codes, a_codes, strict=True)]
         group_names = label_attr_groups(class_names, attr_names)
 
-    subsample_rng, split_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(options.split_seed).spawn(2))
-    parts: dict[str, tuple[_File, np.ndarray, np.ndarray, np.ndarray]] = {}
-    if options.path is not None:
-        pieces = stratified_partition(g_codes[0], options.split_fractions, split_rng)
-        fr = options.split_fractions
-        split_text = (
-            f"one file split {fr[0]:g}/{fr[1]:g}/{fr[2]:g} into train/val/test, stratified by group, "
-            "seeded by split_seed"
-        )
-        for name, idx in zip(SPLITS, pieces):
-            parts[name] = (_subset(first, idx, name), y_codes[0][idx], a_codes[0][idx], g_codes[0][idx])
-    else:
-        by_role = {f.role: (f, y, a, g) for f, y, a, g in zip(files, y_codes, a_codes, g_codes)}
-        if "val" in by_role:
-            parts = {name: by_role[name] for name in SPLITS}
-            split_text = "separate train, val and test files"
-        else:
-            f, y, a, g = by_role["train"]
-            kept, held = stratified_partition(g, (1 - options.val_fraction, options.val_fraction), split_rng)
-            parts = {
-                "train": (_subset(f, kept, "train"), y[kept], a[kept], g[kept]),
-                "val": (_subset(f, held, "val"), y[held], a[held], g[held]),
-                "test": by_role["test"],
-            }
-            split_text = (
-                f"test = the test file; {options.val_fraction:g} of the train file held out as val, stratified by "
-                "group, seeded by split_seed"
-            )
-    for name, (f, y, _, _) in parts.items():
-        if len(y) == 0:
-            raise DataError(
-                f"{f.where()}: the {name} split would be empty ({f.rows_read - f.rows_dropped} usable rows); "
-                "use more rows or change split_fractions / val_fraction"
-            )
-
-    if options.max_examples is not None:
-        total = sum(len(p[1]) for p in parts.values())
-        for name, (f, y, a, g) in list(parts.items()):
-            n = max(1, round(options.max_examples * len(y) / total))
-            keep = stratified_subsample(g, n, subsample_rng)
-            parts[name] = (_subset(f, keep, name), y[keep], a[keep], g[keep])
+    rows = split_files(
+        files,
+        g_codes,
+        fractions=options.split_fractions,
+        val_fraction=options.val_fraction,
+        split_seed=options.split_seed,
+        max_examples=options.max_examples,
+    )
+    parts = {
+        name: (files[k].subset(idx, name), y_codes[k][idx], a_codes[k][idx], g_codes[k][idx])
+        for name, (k, idx) in rows.parts.items()
+    }
 
     train_groups = np.bincount(parts["train"][3], minlength=len(group_names))
     if (train_groups == 0).any():
         empty = [group_names[i] for i in np.flatnonzero(train_groups == 0)]
-        log.warning("%s: group(s) %s have no rows in the train split", first.where(), _column_list(empty, 20))
+        log.warning("%s: group(s) %s have no rows in the train split", first.where(), listing(empty, 20))
 
     encoder = _Encoder(parts["train"][0], features, kinds)
     splits: dict[str, SplitDataset] = {}
@@ -742,7 +528,7 @@ def _load_table(fmt: Literal["csv", "parquet"], options: TableOptions) -> Splits
         "dataset": fmt,
         "source": "user table",
         "files": {f.role: f.meta() for f in files},
-        "split": split_text,
+        "split": rows.description,
         "columns": {
             "label": options.label,
             "attr": options.attr,

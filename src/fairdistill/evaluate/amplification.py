@@ -21,8 +21,9 @@ point estimate is the mean over seeds of Δ, and every resample draws one set of
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,9 @@ class LabelArrays:
         if n == 0:
             raise ValueError("bias metrics of an empty split are undefined")
         for name, values, upper in (
-            ("y", self.y, self.num_classes), ("attr", self.attr, self.num_attrs), ("group", self.group, self.num_groups)
+            ("y", self.y, self.num_classes),
+            ("attr", self.attr, self.num_attrs),
+            ("group", self.group, self.num_groups),
         ):
             if len(values) != n:
                 raise ValueError(f"{name} has {len(values)} rows, y has {n}")
@@ -65,7 +68,7 @@ class LabelArrays:
                 raise ValueError(f"{name} values must lie in [0, {upper})")
 
     @classmethod
-    def of(cls, y: Any, attr: Any, group: Any, num_classes: int, num_attrs: int, num_groups: int) -> "LabelArrays":
+    def of(cls, y: Any, attr: Any, group: Any, num_classes: int, num_attrs: int, num_groups: int) -> LabelArrays:
         y, attr, group = (np.asarray(a).astype(np.int64).reshape(-1) for a in (y, attr, group))
         return cls(y, attr, group, num_classes=num_classes, num_attrs=num_attrs, num_groups=num_groups)
 
@@ -98,16 +101,30 @@ def amplification(
     """
     if len(teacher_preds) != len(student_preds) or not teacher_preds:
         raise ValueError("give one teacher and one student prediction array per seed (at least one pair)")
-    paired = paired_bootstrap(labels, teacher_preds, student_preds, metrics=AMPLIFIED_METRICS,
-                              resamples=resamples, confidence=confidence, seed=seed)
+    paired = paired_bootstrap(
+        labels,
+        teacher_preds,
+        student_preds,
+        metrics=AMPLIFIED_METRICS,
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
     result: dict[str, dict[str, Any]] = {}
     for key, entry in paired.items():
         teacher_value, delta = entry["a"], entry["delta"]
         relative = None
         if delta is not None and teacher_value is not None and teacher_value != 0.0:
             relative = delta / teacher_value
-        result[key] = {"teacher": teacher_value, "student": entry["b"], "delta": delta, "relative": relative,
-                       "ci_low": entry["ci_low"], "ci_high": entry["ci_high"], "resamples": entry["resamples"]}
+        result[key] = {
+            "teacher": teacher_value,
+            "student": entry["b"],
+            "delta": delta,
+            "relative": relative,
+            "ci_low": entry["ci_low"],
+            "ci_high": entry["ci_high"],
+            "resamples": entry["resamples"],
+        }
     return result
 
 
@@ -162,8 +179,14 @@ def paired_bootstrap(
         low = high = None
         if delta is not None and len(resampled):
             low, high = (float(v) for v in np.percentile(resampled, [tail, 100.0 - tail]))
-        result[key] = {"a": a_value, "b": b_value, "delta": delta, "ci_low": low, "ci_high": high,
-                       "resamples": int(len(resampled))}
+        result[key] = {
+            "a": a_value,
+            "b": b_value,
+            "delta": delta,
+            "ci_low": low,
+            "ci_high": high,
+            "resamples": int(len(resampled)),
+        }
     return result
 
 
@@ -176,7 +199,12 @@ INTERVAL_METRICS: dict[str, bool] = {"accuracy": True, "worst_group_accuracy": T
 
 
 def model_intervals(
-    labels: LabelArrays, preds: Sequence[Any], *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+    labels: LabelArrays,
+    preds: Sequence[Any],
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> dict[str, dict[str, float | None]]:
     """One model's accuracy, worst-group accuracy and recall-disparity MAD with bootstrap percentile intervals.
 
@@ -207,8 +235,11 @@ def model_intervals(
 
 
 def _interval_values(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {"accuracy": values["accuracy"], "worst_group_accuracy": 1.0 - values["worst_group_error"],
-            "recall_disparity_mad": values["recall_disparity_mad"]}
+    return {
+        "accuracy": values["accuracy"],
+        "worst_group_accuracy": 1.0 - values["worst_group_error"],
+        "recall_disparity_mad": values["recall_disparity_mad"],
+    }
 
 
 def _resample_weights(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
@@ -241,9 +272,7 @@ def _one_hot(codes: np.ndarray, size: int, keep: np.ndarray | None = None) -> np
     return matrix
 
 
-def _metric_values(
-    labels: LabelArrays, models: list, weights: np.ndarray
-) -> list[dict[str, np.ndarray]]:
+def _metric_values(labels: LabelArrays, models: list, weights: np.ndarray) -> list[dict[str, np.ndarray]]:
     """Per model (or per list of seed models, averaged over seeds): each metric for each weight row (R,).
 
     ``weights``: (R, N) multiplicity of each example in each resample. A metric is NaN where it is
@@ -252,29 +281,33 @@ def _metric_values(
     C, A, G = labels.num_classes, labels.num_attrs, labels.num_groups
     y, attr, group = labels.y, labels.attr, labels.group
     shared = weights @ np.hstack([_one_hot(y * A + attr, C * A), _one_hot(group, G)])
-    ya = shared[:, : C * A].reshape(-1, C, A)       # examples of class c with attribute a
-    g_count = shared[:, C * A:]                      # examples of each group
+    ya = shared[:, : C * A].reshape(-1, C, A)  # examples of class c with attribute a
+    g_count = shared[:, C * A :]  # examples of each group
     out = []
     for model in models:
         preds = model if isinstance(model, list) else [model]
         per_seed = []
         for pred in preds:
             hit = pred == y
-            counts = weights @ np.hstack([
-                _one_hot(y * A + attr, C * A, keep=hit),  # class c, attribute a, predicted c
-                _one_hot(pred * A + attr, C * A),          # predicted c, attribute a
-                _one_hot(group, G, keep=hit),              # correct in group g
-            ])
+            counts = weights @ np.hstack(
+                [
+                    _one_hot(y * A + attr, C * A, keep=hit),  # class c, attribute a, predicted c
+                    _one_hot(pred * A + attr, C * A),  # predicted c, attribute a
+                    _one_hot(group, G, keep=hit),  # correct in group g
+                ]
+            )
             ya_hit = counts[:, : C * A].reshape(-1, C, A)
-            pa = counts[:, C * A: 2 * C * A].reshape(-1, C, A)
-            g_hit = counts[:, 2 * C * A:]
-            per_seed.append({
-                "recall_disparity_mad": _mad(ya, ya_hit),
-                "eo_difference": _eo(ya, ya_hit, pa),
-                "dp_difference": _dp(ya, pa),
-                "worst_group_error": _worst_group_error(g_count, g_hit),
-                "accuracy": _ratio(g_hit.sum(axis=-1), g_count.sum(axis=-1)),
-            })
+            pa = counts[:, C * A : 2 * C * A].reshape(-1, C, A)
+            g_hit = counts[:, 2 * C * A :]
+            per_seed.append(
+                {
+                    "recall_disparity_mad": _mad(ya, ya_hit),
+                    "eo_difference": _eo(ya, ya_hit, pa),
+                    "dp_difference": _dp(ya, pa),
+                    "worst_group_error": _worst_group_error(g_count, g_hit),
+                    "accuracy": _ratio(g_hit.sum(axis=-1), g_count.sum(axis=-1)),
+                }
+            )
         # NaN in any seed propagates into the mean, as intended.
         out.append({key: np.mean([s[key] for s in per_seed], axis=0) for key in per_seed[0]})
     return out
@@ -324,9 +357,9 @@ def _two_attribute_values(ya: np.ndarray) -> np.ndarray:
 
 def _dp(ya: np.ndarray, pa: np.ndarray) -> np.ndarray:
     """Mean over the positive classes of the gap in selection rate P(pred = c | a) between attribute values."""
-    n_attr = ya.sum(axis=1)                                  # (R, A)
+    n_attr = ya.sum(axis=1)  # (R, A)
     classes = _positive_classes(ya.shape[1])
-    rates = _ratio(pa[:, classes, :], n_attr[:, None, :])     # (R, P, A)
+    rates = _ratio(pa[:, classes, :], n_attr[:, None, :])  # (R, P, A)
     gaps = _gap(rates, np.broadcast_to(n_attr[:, None, :] > 0, rates.shape))
     return np.where(_two_attribute_values(ya), _mean_defined(gaps), np.nan)
 
