@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -99,6 +99,25 @@ class SplitDataset(Dataset):
         inputs = {key: _take(enc, i) for key, enc in self.encodings.items()}
         return {"inputs": inputs, "y": self.y[i], "attr": self.attr[i], "group": self.group[i], "index": i}
 
+    def take(self, index: torch.Tensor) -> Batch:
+        """The examples at ``index`` (a 1-D tensor of positions in the split) as one Batch, in that order.
+
+        In-memory encodings are gathered by tensor indexing, so a batch costs a few indexing operations instead
+        of one ``__getitem__`` per example; the result equals ``collate([self[i] for i in index])``. A subclass
+        that overrides ``__getitem__`` (a lazy source, whose examples need per-example work) is collated from
+        its items.
+        """
+        index = torch.as_tensor(index, dtype=torch.long)
+        if type(self).__getitem__ is not SplitDataset.__getitem__:
+            return collate([self[i] for i in index.tolist()])
+        return Batch(
+            inputs={key: _gather(enc, index) for key, enc in self.encodings.items()},
+            y=self.y.index_select(0, index).long(),
+            attr=self.attr.index_select(0, index).long(),
+            group=self.group.index_select(0, index).long(),
+            index=index,
+        )
+
     def add_encoding(self, key: str, encoding: Encoding) -> None:
         """Register another encoding of the same examples (same order)."""
         for part in _encoding_parts(encoding):
@@ -131,6 +150,13 @@ def ensure_encoding(model: object, splits: Splits) -> None:
 
 def _encoding_parts(enc: Encoding) -> list[torch.Tensor]:
     return list(enc.values()) if isinstance(enc, Mapping) else [enc]
+
+
+def _gather(enc: Encoding, index: torch.Tensor) -> Encoding:
+    """Rows ``index`` of an encoding (``index_select``: the same rows as ``enc[index]``, a faster kernel)."""
+    if isinstance(enc, Mapping):
+        return {k: v.index_select(0, index) for k, v in enc.items()}
+    return enc.index_select(0, index)
 
 
 def _take(enc: Encoding, i: int) -> Encoding:
@@ -183,6 +209,43 @@ def collate(examples: list[dict]) -> Batch:
         group=torch.stack([torch.as_tensor(ex["group"]) for ex in examples]).long(),
         index=torch.tensor([ex["index"] for ex in examples], dtype=torch.long),
     )
+
+
+class BatchLoader:
+    """The batches of a split, ``batch_size`` examples at a time, each gathered at once by :meth:`SplitDataset.take`.
+
+    The examples come in the order of ``sampler`` (an object with ``indices() -> Tensor``, or any iterable of
+    positions), or in split order without one. It stands in for ``DataLoader(split, batch_size, sampler=...,
+    collate_fn=collate)`` and yields the same batches in the same order (the last one possibly shorter) without
+    the per-example work. Like that DataLoader, every pass draws one number from the global torch generator
+    (DataLoader seeds its workers with it), so the random stream that follows — dropout, augmentation, every
+    result — is the same as with the DataLoader it replaced.
+    """
+
+    def __init__(self, split: SplitDataset, batch_size: int, sampler: Iterable[int] | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.split, self.batch_size, self.sampler = split, batch_size, sampler
+
+    def order(self) -> torch.Tensor:
+        """The positions of one pass, in the order they are served."""
+        if self.sampler is None:
+            return torch.arange(len(self.split))
+        indices = getattr(self.sampler, "indices", None)
+        if indices is not None:
+            return torch.as_tensor(indices(), dtype=torch.long)
+        return torch.tensor(list(self.sampler), dtype=torch.long)
+
+    def __len__(self) -> int:
+        size = len(self.split) if self.sampler is None else len(self.sampler)  # type: ignore[arg-type]
+        return -(-size // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self.order()
+        torch.empty((), dtype=torch.int64).random_()  # the draw DataLoader makes per pass (see the class docstring)
+        return (
+            self.split.take(order[start : start + self.batch_size]) for start in range(0, len(order), self.batch_size)
+        )
 
 
 @dataclass

@@ -1,13 +1,16 @@
-"""Running a model over a whole split without gradients, in order, batch by batch."""
+"""Running a model over a whole split without gradients, in order, batch by batch.
+
+Batches are gathered by index (``BatchLoader``), so prediction, feature extraction and the teacher-cache build
+cost about a bare forward pass over the split's tensors.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DataLoader
 
-from fairdistill.data.core import Batch, SplitDataset, collate
+from fairdistill.data.core import Batch, BatchLoader, SplitDataset
 from fairdistill.models.core import ModelOutput, TappedModel
 
 
@@ -19,7 +22,7 @@ def iterate_outputs(
     was_training = model.training
     model.eval()
     try:
-        for batch in DataLoader(split, batch_size=batch_size, shuffle=False, collate_fn=collate):
+        for batch in BatchLoader(split, batch_size):
             batch = batch.to(device)
             yield batch, model(batch.inputs)
     finally:

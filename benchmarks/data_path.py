@@ -1,0 +1,221 @@
+"""The data path against the compute floor: fairdistill's training, prediction and teacher-cache build, each as a
+ratio to a bare PyTorch loop over the same in-memory tensors.
+
+For each dataset (adult: student mlp [16]; colored-mnist: student cnn width 4; teachers are the modality's
+defaults, left untrained) and batch size (64, 256, 1024), one process measures, interleaved (one bare run, then
+ours, then the next pair, for ``--repeats`` rounds; medians kept):
+
+* ``erm``: one epoch of ``fairdistill.train.engine.fit`` with erm vs the bare loop (same model, Adam, same batch
+  size, the split's tensors shuffled with ``torch.randperm`` and sliced by index, cross-entropy);
+* ``kd_cached``: one epoch of ``fit`` with kd and an in-memory teacher cache vs the same bare loop (the issue's
+  target) and vs a bare kd loop (teacher logits indexed from a tensor, the same kd loss);
+* ``predict``: ``fairdistill.evaluate.predict.predict`` on the train split vs a bare no-grad forward + softmax;
+* ``teacher_cache_build``: ``fairdistill.train.cache.compute_teacher_outputs`` vs a bare no-grad teacher forward
+  collecting logits and embeddings as numpy.
+
+``torch.set_num_threads(1)`` throughout.
+
+    .venv/bin/python benchmarks/data_path.py [--repeats 3] [--batch-sizes 64 256 1024] [--label after]
+
+Writes ``benchmarks/results/data_path.json`` (or ``--output``); with ``--label`` the run is stored under that key
+of the file (so a "before" and an "after" run sit side by side). Nothing is asserted: the figures are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from fairdistill.config import MethodConfig, TrainConfig  # noqa: E402
+from fairdistill.data import load_dataset  # noqa: E402
+from fairdistill.distill import MethodContext, TeacherOutputs, build_method  # noqa: E402
+from fairdistill.evaluate.predict import predict  # noqa: E402
+from fairdistill.models import build_model, default_model_spec  # noqa: E402
+from fairdistill.train.cache import compute_teacher_outputs  # noqa: E402
+from fairdistill.train.engine import fit, make_accelerator  # noqa: E402
+
+STUDENTS: dict[str, dict[str, Any]] = {
+    "adult": {"name": "mlp", "hidden": [16]},
+    "colored-mnist": {"name": "cnn", "width": 4},
+}
+LR = 3.0e-3
+KD_TAU, KD_ALPHA = 4.0, 0.9
+
+
+def _timed(run: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _bare_epoch(model, x, y, batch_size: int, teacher_logits: torch.Tensor | None = None) -> None:
+    """One epoch of the floor: randperm, index slicing, forward, loss, Adam step."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    model.train()
+    perm = torch.randperm(len(y))
+    for start in range(0, len(y), batch_size):
+        idx = perm[start : start + batch_size]
+        logits = model({"x": x[idx]}).logits
+        loss = F.cross_entropy(logits, y[idx])
+        if teacher_logits is not None:
+            soft = F.kl_div(
+                F.log_softmax(logits / KD_TAU, -1), F.softmax(teacher_logits[idx] / KD_TAU, -1), reduction="batchmean"
+            )
+            loss = (1 - KD_ALPHA) * loss + KD_ALPHA * KD_TAU**2 * soft
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+@torch.no_grad()
+def _bare_forward(model, x, batch_size: int, softmax: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    model.eval()
+    logits, embeddings = [], []
+    for start in range(0, len(x), batch_size):
+        out = model({"x": x[start : start + batch_size]})
+        logits.append((torch.softmax(out.logits.float(), -1) if softmax else out.logits.float()).numpy())
+        if not softmax and out.embedding is not None:
+            embeddings.append(out.embedding.float().numpy())
+    model.train()
+    return np.concatenate(logits), (np.concatenate(embeddings) if embeddings else None)
+
+
+def bench_dataset(name: str, batch_sizes: list[int], repeats: int, seed: int) -> dict[str, Any]:
+    splits = load_dataset(name, {})
+    info, train = splits.info, splits.train
+    x, y = train.encodings["x"], train.y
+    accelerator = make_accelerator("cpu")
+    torch.manual_seed(seed)
+    teacher = build_model(default_model_spec(info.modality, "teacher"), info, where="teacher.model")
+    cache = TeacherOutputs(*compute_teacher_outputs(teacher, train, 512, "cpu"))
+    teacher_logits = torch.from_numpy(np.asarray(cache.logits))
+
+    def student() -> Any:
+        torch.manual_seed(seed)
+        return build_model(STUDENTS[name], info, where="student.model")
+
+    def fit_epoch(method_name: str, loss: dict[str, Any], batch_size: int) -> float:
+        model = student()
+        context = MethodContext(info=info, train=train, val=splits.val, teacher_train=cache, num_epochs=1, seed=seed)
+        method = build_method(
+            MethodConfig.model_validate({"name": method_name, "loss": loss}), context, where=method_name
+        )
+        config = TrainConfig(epochs=1, lr=LR, batch_size=batch_size)
+        result = fit(
+            model,
+            method,
+            train,
+            config,
+            accelerator=accelerator,
+            seed=seed,
+            teacher_cache=cache if method.requires_teacher else None,
+            desc=method_name,
+        )
+        return result.seconds
+
+    predictor = student()
+    pairs: dict[str, tuple[Callable[[int], float], Callable[[int], float]]] = {
+        "erm": (
+            lambda b: _timed(lambda: _bare_epoch(student(), x, y, b)),
+            lambda b: fit_epoch("erm", {"kind": "erm"}, b),
+        ),
+        "kd_cached": (
+            lambda b: _timed(lambda: _bare_epoch(student(), x, y, b)),
+            lambda b: fit_epoch("kd", {"kind": "kd", "tau": KD_TAU, "alpha": KD_ALPHA}, b),
+        ),
+        "kd_cached_vs_bare_kd": (
+            lambda b: _timed(lambda: _bare_epoch(student(), x, y, b, teacher_logits)),
+            lambda b: fit_epoch("kd", {"kind": "kd", "tau": KD_TAU, "alpha": KD_ALPHA}, b),
+        ),
+        "predict": (
+            lambda b: _timed(lambda: _bare_forward(predictor, x, b, softmax=True)),
+            lambda b: _timed(lambda: predict(predictor, train, b, "cpu")),
+        ),
+        "teacher_cache_build": (
+            lambda b: _timed(lambda: _bare_forward(teacher, x, b, softmax=False)),
+            lambda b: _timed(lambda: compute_teacher_outputs(teacher, train, b, "cpu")),
+        ),
+    }
+    result: dict[str, Any] = {"train_examples": len(train), "student": STUDENTS[name], "batch_sizes": {}}
+    for bare, ours in pairs.values():  # warm-up round, not timed (first calls pay one-off setup)
+        bare(batch_sizes[0])
+        ours(batch_sizes[0])
+    for batch_size in batch_sizes:
+        times: dict[str, dict[str, list[float]]] = {key: {"bare": [], "ours": []} for key in pairs}
+        for repeat in range(repeats):
+            for key, (bare, ours) in pairs.items():
+                times[key]["bare"].append(bare(batch_size))
+                times[key]["ours"].append(ours(batch_size))
+            print(
+                f"{name} b{batch_size} repeat {repeat + 1}/{repeats}: "
+                + ", ".join(f"{k} {v['ours'][-1] / v['bare'][-1]:.2f}x" for k, v in times.items()),
+                file=sys.stderr,
+                flush=True,
+            )
+        entry = {}
+        for key, value in times.items():
+            bare_median, ours_median = statistics.median(value["bare"]), statistics.median(value["ours"])
+            entry[key] = {
+                "bare_seconds_median": round(bare_median, 4),
+                "ours_seconds_median": round(ours_median, 4),
+                "ratio_to_bare": round(ours_median / bare_median, 3),
+                "bare_seconds": [round(v, 4) for v in value["bare"]],
+                "ours_seconds": [round(v, 4) for v in value["ours"]],
+            }
+        result["batch_sizes"][str(batch_size)] = entry
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--datasets", nargs="+", default=["adult", "colored-mnist"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256, 1024])
+    parser.add_argument("--label", default="latest", help="key under which this run is stored in the output file")
+    parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "data_path.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    run = {
+        "benchmark": "seconds per epoch / per pass of fairdistill vs a bare PyTorch loop (interleaved, medians)",
+        "targets": {"erm": 1.15, "kd_cached": 1.15, "teacher_cache_build": 1.2},
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": "cpu",
+        },
+        "repeats": args.repeats,
+        "datasets": {name: bench_dataset(name, args.batch_sizes, args.repeats, args.seed) for name in args.datasets},
+    }
+    existing = json.loads(args.output.read_text()) if args.output.is_file() else {}
+    existing[args.label] = run
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(existing, indent=2) + "\n")
+    summary = {
+        name: {b: {k: v["ratio_to_bare"] for k, v in entry.items()} for b, entry in d["batch_sizes"].items()}
+        for name, d in run["datasets"].items()
+    }
+    print(json.dumps(summary, indent=2))
+    print(f"written: {args.output} [{args.label}]", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
