@@ -30,7 +30,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
+from fairdistill.bench import KD_ALPHA, KD_TAU, LR, bare_epoch, bare_forward, interleave, timed  # noqa: E402
 from fairdistill.config import MethodConfig, TrainConfig  # noqa: E402
 from fairdistill.data import load_dataset  # noqa: E402
 from fairdistill.distill import MethodContext, TeacherOutputs, build_method  # noqa: E402
@@ -53,46 +52,13 @@ STUDENTS: dict[str, dict[str, Any]] = {
     "adult": {"name": "mlp", "hidden": [16]},
     "colored-mnist": {"name": "cnn", "width": 4},
 }
-LR = 3.0e-3
-KD_TAU, KD_ALPHA = 4.0, 0.9
 
 
-def _timed(run: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
+SIDES = ("bare", "ours")
 
 
-def _bare_epoch(model, x, y, batch_size: int, teacher_logits: torch.Tensor | None = None) -> None:
-    """One epoch of the floor: randperm, index slicing, forward, loss, Adam step."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    model.train()
-    perm = torch.randperm(len(y))
-    for start in range(0, len(y), batch_size):
-        idx = perm[start : start + batch_size]
-        logits = model({"x": x[idx]}).logits
-        loss = F.cross_entropy(logits, y[idx])
-        if teacher_logits is not None:
-            soft = F.kl_div(
-                F.log_softmax(logits / KD_TAU, -1), F.softmax(teacher_logits[idx] / KD_TAU, -1), reduction="batchmean"
-            )
-            loss = (1 - KD_ALPHA) * loss + KD_ALPHA * KD_TAU**2 * soft
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-
-@torch.no_grad()
-def _bare_forward(model, x, batch_size: int, softmax: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    model.eval()
-    logits, embeddings = [], []
-    for start in range(0, len(x), batch_size):
-        out = model({"x": x[start : start + batch_size]})
-        logits.append((torch.softmax(out.logits.float(), -1) if softmax else out.logits.float()).numpy())
-        if not softmax and out.embedding is not None:
-            embeddings.append(out.embedding.float().numpy())
-    model.train()
-    return np.concatenate(logits), (np.concatenate(embeddings) if embeddings else None)
+def _at(run: Callable[[int], float], batch_size: int) -> Callable[[], float]:
+    return lambda: run(batch_size)
 
 
 def bench_dataset(name: str, batch_sizes: list[int], repeats: int, seed: int) -> dict[str, Any]:
@@ -131,42 +97,46 @@ def bench_dataset(name: str, batch_sizes: list[int], repeats: int, seed: int) ->
     predictor = student()
     pairs: dict[str, tuple[Callable[[int], float], Callable[[int], float]]] = {
         "erm": (
-            lambda b: _timed(lambda: _bare_epoch(student(), x, y, b)),
+            lambda b: timed(lambda: bare_epoch(student(), {"x": x}, y, b)),
             lambda b: fit_epoch("erm", {"kind": "erm"}, b),
         ),
         "kd_cached": (
-            lambda b: _timed(lambda: _bare_epoch(student(), x, y, b)),
+            lambda b: timed(lambda: bare_epoch(student(), {"x": x}, y, b)),
             lambda b: fit_epoch("kd", {"kind": "kd", "tau": KD_TAU, "alpha": KD_ALPHA}, b),
         ),
         "kd_cached_vs_bare_kd": (
-            lambda b: _timed(lambda: _bare_epoch(student(), x, y, b, teacher_logits)),
+            lambda b: timed(lambda: bare_epoch(student(), {"x": x}, y, b, teacher_logits)),
             lambda b: fit_epoch("kd", {"kind": "kd", "tau": KD_TAU, "alpha": KD_ALPHA}, b),
         ),
         "predict": (
-            lambda b: _timed(lambda: _bare_forward(predictor, x, b, softmax=True)),
-            lambda b: _timed(lambda: predict(predictor, train, b, "cpu")),
+            lambda b: timed(lambda: bare_forward(predictor, {"x": x}, len(x), b, softmax=True)),
+            lambda b: timed(lambda: predict(predictor, train, b, "cpu")),
         ),
         "teacher_cache_build": (
-            lambda b: _timed(lambda: _bare_forward(teacher, x, b, softmax=False)),
-            lambda b: _timed(lambda: compute_teacher_outputs(teacher, train, b, "cpu")),
+            lambda b: timed(lambda: bare_forward(teacher, {"x": x}, len(x), b, softmax=False)),
+            lambda b: timed(lambda: compute_teacher_outputs(teacher, train, b, "cpu")),
         ),
     }
     result: dict[str, Any] = {"train_examples": len(train), "student": STUDENTS[name], "batch_sizes": {}}
     for bare, ours in pairs.values():  # warm-up round, not timed (first calls pay one-off setup)
         bare(batch_sizes[0])
         ours(batch_sizes[0])
+    this_round: dict[tuple[str, str], float] = {}  # the latest seconds of each call, for the round summaries
     for batch_size in batch_sizes:
-        times: dict[str, dict[str, list[float]]] = {key: {"bare": [], "ours": []} for key in pairs}
-        for repeat in range(repeats):
-            for key, (bare, ours) in pairs.items():
-                times[key]["bare"].append(bare(batch_size))
-                times[key]["ours"].append(ours(batch_size))
-            print(
-                f"{name} b{batch_size} repeat {repeat + 1}/{repeats}: "
-                + ", ".join(f"{k} {v['ours'][-1] / v['bare'][-1]:.2f}x" for k, v in times.items()),
-                file=sys.stderr,
-                flush=True,
-            )
+        calls = {(key, side): _at(pair[k], batch_size) for key, pair in pairs.items() for k, side in enumerate(SIDES)}
+
+        def shown(repeat: int, call: tuple[str, str], seconds: float, batch_size: int = batch_size) -> None:
+            this_round[call] = seconds
+            if call == (list(pairs)[-1], "ours"):  # a round's summary, once its last pair has run
+                print(
+                    f"{name} b{batch_size} repeat {repeat + 1}/{repeats}: "
+                    + ", ".join(f"{k} {this_round[k, 'ours'] / this_round[k, 'bare']:.2f}x" for k in pairs),
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        measured = interleave(calls, repeats, shown)
+        times = {key: {side: measured[key, side] for side in SIDES} for key in pairs}
         entry = {}
         for key, value in times.items():
             bare_median, ours_median = statistics.median(value["bare"]), statistics.median(value["ours"])

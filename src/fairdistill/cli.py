@@ -219,6 +219,43 @@ def compare(
         console.print(note, highlight=False, markup=False)
 
 
+@app.command()
+def bench(
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Folder for bench.json (default: a new runs/bench-<timestamp>)")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="About 5 minutes on 2 cores: fewer rounds, examples and Laplace rows")
+    ] = False,
+    datasets: Annotated[
+        str | None, typer.Option("--datasets", help="Only these datasets (comma-separated): adult,colored-mnist,text")
+    ] = None,
+    max_examples: Annotated[
+        int | None, typer.Option("--max-examples", help="Subsample every dataset to about this many examples")
+    ] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", help="Interleaved rounds per case (at least 3)")] = None,
+    laplace_rows: Annotated[
+        int | None, typer.Option("--laplace-rows", help="Rows of the synthetic Laplace features")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch.set_num_threads (default: torch's, recorded)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+) -> None:
+    """Time an epoch of the bare PyTorch loop, erm, kd (cached and live teacher) and every registered loss,
+    weighting, mixing rule and the adversary, interleaved (medians of rounds); the teacher-cache build, the
+    Laplace fit + probit predictive and peak memory. Writes DIR/bench.json and prints the table."""
+    from fairdistill.bench import make_settings, prepare_output, print_tables, run_bench
+    from fairdistill.progress import Progress
+
+    settings = make_settings(quick, _method_names(datasets), max_examples, rounds, laplace_rows)
+    folder = prepare_output(output)
+    progress = Progress("quiet" if quiet else "normal", bars=False)
+    document = run_bench(settings, folder, progress.say, threads)
+    print_tables(document, console)
+    console.print(f"bench: {folder / 'bench.json'}", highlight=False)
+
+
 @app.command("list")
 def list_components() -> None:
     """List the registered datasets, models, losses, weightings, mixing rules and adversary inputs of the

@@ -59,15 +59,19 @@ class _DataLoader(yaml.SafeLoader):
                 break
             if repeated:
                 raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
+                    "while reading a mapping",
+                    node.start_mark,
                     f"the key {shown_value(key)} is given twice (first at line {seen[key].start_mark.line + 1}); "
-                    "keep one", key_node.start_mark)
+                    "keep one",
+                    key_node.start_mark,
+                )
             seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
 
 
 _DataLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
 
@@ -92,8 +96,10 @@ def check_size(data: Any, what: str) -> None:
         node, depth = stack.pop()
         count += 1
         if count > MAX_CONFIG_VALUES:
-            raise ConfigError(f"{what} expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases "
-                              "repeated inside each other?); a run config needs far fewer")
+            raise ConfigError(
+                f"{what} expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases "
+                "repeated inside each other?); a run config needs far fewer"
+            )
         if depth > MAX_CONFIG_DEPTH:
             raise ConfigError(f"{what} is nested more than {MAX_CONFIG_DEPTH} levels deep")
         if isinstance(node, dict):
@@ -152,6 +158,9 @@ class RoleConfig(Options):
     model: ComponentSpec | None = None
     train: TrainConfig = TrainConfig()
     checkpoint: str | None = None
+    #: Which epoch's weights this role keeps; None: the run's ``select``. The default config's teacher uses
+    #: ``last`` after a cosine schedule, so its selected epoch cannot jump between seeds or machines.
+    select: Selection | None = None
 
 
 def check_file_name(name: str, what: str) -> str:
@@ -159,13 +168,17 @@ def check_file_name(name: str, what: str) -> str:
     if not SAFE_NAME.match(name):
         raise ValueError(
             f"{what} {shown_value(name)} cannot be used: it names files of the run, so it must start with a letter "
-            "or digit and hold only letters, digits and _ . + - (at most 64 characters; no / or ..)")
+            "or digit and hold only letters, digits and _ . + - (at most 64 characters; no / or ..)"
+        )
     return name
 
 
 def _with_options(kind: str, options: dict[str, Any]) -> str:
-    shown = [str(v) if isinstance(v, str) else f"{k}={v:g}" for k, v in options.items()
-             if isinstance(v, str) or (isinstance(v, (int, float)) and not isinstance(v, bool))]
+    shown = [
+        str(v) if isinstance(v, str) else f"{k}={v:g}"
+        for k, v in options.items()
+        if isinstance(v, str) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    ]
     return f"{kind}({', '.join(shown[:4])}{', ...' if len(shown) > 4 else ''})" if shown else kind
 
 
@@ -199,9 +212,89 @@ class MethodConfig(Options):
     def _safe_name(cls, name: str) -> str:
         check_file_name(name, "method name")
         if name.lower().endswith(RESERVED_NAME_SUFFIX):
-            raise ValueError(f"method name {name!r} ends with {RESERVED_NAME_SUFFIX!r}, which the run keeps for "
-                             "training checkpoints (checkpoints/<model>-train.pt); rename the method")
+            raise ValueError(
+                f"method name {name!r} ends with {RESERVED_NAME_SUFFIX!r}, which the run keeps for "
+                "training checkpoints (checkpoints/<model>-train.pt); rename the method"
+            )
         return name
+
+
+#: fairlearn ThresholdOptimizer's ``constraints`` and ``objective``, spelt as fairlearn spells them.
+ThresholdConstraint = Literal[
+    "demographic_parity",
+    "equalized_odds",
+    "false_negative_rate_parity",
+    "false_positive_rate_parity",
+    "selection_rate_parity",
+    "true_negative_rate_parity",
+    "true_positive_rate_parity",
+]
+ThresholdObjective = Literal[
+    "accuracy_score", "balanced_accuracy_score", "selection_rate", "true_positive_rate", "true_negative_rate"
+]
+#: The objectives ThresholdOptimizer accepts with ``equalized_odds`` (the others take every objective).
+EQUALIZED_ODDS_OBJECTIVES = ("accuracy_score", "balanced_accuracy_score")
+
+
+class PostprocessConfig(Options):
+    """Post-process the teacher and every student with fairlearn's ThresholdOptimizer, fitted on the val split
+    (docs/postprocessing.md); each gets an extra row ``<model>+threshold``. Two classes only."""
+
+    #: The fairness criterion (fairlearn's ``constraints``): ``equalized_odds``, ``demographic_parity``, ...
+    threshold: ThresholdConstraint
+    objective: ThresholdObjective = "accuracy_score"
+    #: Points of fairlearn's grid over [0, 1] on which the thresholds are searched.
+    grid_size: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _objective_fits_the_criterion(self) -> PostprocessConfig:
+        if self.threshold == "equalized_odds" and self.objective not in EQUALIZED_ODDS_OBJECTIVES:
+            raise ValueError(
+                f"objective {self.objective!r} cannot be used with threshold: equalized_odds; fairlearn's "
+                f"ThresholdOptimizer takes {' or '.join(EQUALIZED_ODDS_OBJECTIVES)} with it"
+            )
+        return self
+
+
+#: Short names of the peers' constraints (``expgrad-eo-logistic``).
+PEER_CONSTRAINT_SHORT = {"equalized-odds": "eo", "demographic-parity": "dp"}
+
+
+class PeerConfig(Options):
+    """A non-distilled reference fitted on the train split of table data: fairlearn's ExponentiatedGradient
+    (``kind: expgrad``) with a constraint around a scikit-learn classifier (docs/postprocessing.md)."""
+
+    kind: Literal["expgrad"]
+    constraint: Literal["equalized-odds", "demographic-parity"]
+    estimator: Literal["logistic", "mlp"] = "logistic"
+    #: The row's name (default ``expgrad-eo-logistic`` and the like).
+    name: str | None = None
+    #: fairlearn's allowed constraint violation and its number of iterations.
+    eps: PositiveFloat = 0.01
+    max_iter: PositiveInt = 50
+    #: mlp only: hidden layer sizes (default: the student's) and epochs (default: the student's).
+    hidden: list[PositiveInt] | None = Field(default=None, min_length=1)
+    epochs: PositiveInt | None = None
+
+    @property
+    def short_name(self) -> str:
+        return f"{self.kind}-{PEER_CONSTRAINT_SHORT[self.constraint]}"
+
+    @property
+    def default_name(self) -> str:
+        return f"{self.short_name}-{self.estimator}"
+
+    @field_validator("name")
+    @classmethod
+    def _safe_peer_name(cls, name: str | None) -> str | None:
+        return None if name is None else check_file_name(name, "peer name")
+
+    @model_validator(mode="after")
+    def _mlp_options_need_mlp(self) -> PeerConfig:
+        given = [key for key in ("hidden", "epochs") if getattr(self, key) is not None]
+        if given and self.estimator != "mlp":
+            raise ValueError(f"{' and '.join(given)}: only for estimator mlp (this peer's is {self.estimator})")
+        return self
 
 
 class RunConfig(Options):
@@ -223,6 +316,10 @@ class RunConfig(Options):
     cache_dir: str | None = None
     #: Optional experiment tracker (through Accelerate): per-epoch records and test metrics are logged to it.
     log_with: Literal["tensorboard", "mlflow", "wandb"] | None = None
+    #: Post-processing of the teacher and every student (``postprocess: {threshold: equalized_odds}``).
+    postprocess: PostprocessConfig | None = None
+    #: Non-distilled references shown in the same report (table data only).
+    peers: list[PeerConfig] | None = Field(default=None, min_length=1)
 
     @property
     def seed_list(self) -> list[int]:
@@ -254,9 +351,32 @@ class RunConfig(Options):
         return methods
 
     @model_validator(mode="after")
-    def _teacher_not_named_like_a_method(self) -> "RunConfig":
+    def _teacher_not_named_like_a_method(self) -> RunConfig:
         if any(m.name.lower() == "teacher" for m in self.methods):
             raise ValueError("'teacher' is reserved for the teacher model; rename that method")
+        return self
+
+    @model_validator(mode="after")
+    def _extra_rows_named_uniquely(self) -> RunConfig:
+        """The rows post-processing and peers add must not take a model's name (they name files too)."""
+        if self.postprocess is None and not self.peers:
+            return self
+        taken = {name.lower(): f"model {name!r}" for name in ["teacher", *(m.name for m in self.methods)]}
+        added: list[tuple[str, str]] = []
+        if self.postprocess is not None:
+            added += [
+                (f"{name}+threshold", f"the post-processed {name}")
+                for name in ["teacher", *(m.name for m in self.methods)]
+            ]
+        for i, peer in enumerate(self.peers or []):
+            added.append((peer.name or peer.default_name, f"peers.{i}"))
+        for name, what in added:
+            check_file_name(name, f"the name of {what},")
+            if name.lower() in taken:
+                raise ValueError(
+                    f"{what} is named {name!r}, like {taken[name.lower()]}; rename one (give the peer a name:)"
+                )
+            taken[name.lower()] = what
         return self
 
 
@@ -284,8 +404,10 @@ def resolve_config(path: str | Path | None) -> Path:
             return PACKAGED_CONFIGS / f"{stem}.yaml"
         close = difflib.get_close_matches(stem, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"config file not found: {given.resolve()}, and no packaged config is named "
-                          f"{shown_value(stem)}.{hint} Packaged configs: {', '.join(names)}")
+        raise ConfigError(
+            f"config file not found: {given.resolve()}, and no packaged config is named "
+            f"{shown_value(stem)}.{hint} Packaged configs: {', '.join(names)}"
+        )
     return given
 
 
@@ -296,8 +418,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path.resolve()}")
     if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config file {path} is {path.stat().st_size:,} bytes; a run config is a few kB "
-                          f"(at most {MAX_CONFIG_BYTES:,} bytes are read)")
+        raise ConfigError(
+            f"config file {path} is {path.stat().st_size:,} bytes; a run config is a few kB "
+            f"(at most {MAX_CONFIG_BYTES:,} bytes are read)"
+        )
     try:
         raw = yaml_data(path.read_text(encoding="utf-8"), what=f"config file {path}")
     except yaml.YAMLError as exc:
@@ -310,7 +434,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if raw is None:
         raise ConfigError(f"config file {path} is empty")
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path}: expected a mapping of fields at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"config file {path}: expected a mapping of fields at the top level, got {type(raw).__name__}"
+        )
     return raw
 
 
@@ -328,8 +454,9 @@ def apply_override(raw: dict[str, Any], assignment: str) -> dict[str, Any]:
     try:
         value = yaml_data(text, what=f"--set {path}") if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {path}: value {shown_value(text)} is not valid YAML "
-                          f"({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(
+            f"--set {path}: value {shown_value(text)} is not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     result = copy.deepcopy(raw)
     node: Any = result
     for depth, key in enumerate(keys[:-1]):
@@ -361,8 +488,10 @@ def _list_entry(items: list[Any], key: str, where: str) -> Any:
     if key.isdigit() and int(key) < len(items):
         return items[int(key)]
     names = [str(item.get("name")) for item in items if isinstance(item, dict)]
-    raise ConfigError(f"--set {where}: no list entry named {shown_value(key)}; entries: "
-                      f"{_bounded(', '.join(names)) if names else '(none)'}")
+    raise ConfigError(
+        f"--set {where}: no list entry named {shown_value(key)}; entries: "
+        f"{_bounded(', '.join(names)) if names else '(none)'}"
+    )
 
 
 def _bounded(text: str) -> str:
@@ -421,6 +550,8 @@ def keep_methods(raw: dict[str, Any], names: list[str] | tuple[str, ...]) -> dic
         raise ConfigError(f"--methods: give at least one method name; the config's methods: {listed}")
     unknown = [n for n in dict.fromkeys(wanted) if n not in valid]
     if unknown:
-        raise ConfigError(f"--methods: no method named {_bounded(', '.join(map(shown_value, unknown)))} in the "
-                          f"config; its methods: {listed}")
+        raise ConfigError(
+            f"--methods: no method named {_bounded(', '.join(map(shown_value, unknown)))} in the "
+            f"config; its methods: {listed}"
+        )
     return {**raw, "methods": [copy.deepcopy(m) for m in methods if isinstance(m, dict) and m.get("name") in wanted]}

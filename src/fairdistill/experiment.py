@@ -8,10 +8,11 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,10 @@ from fairdistill.config import KindSpec, MethodConfig, RunConfig, config_to_yaml
 from fairdistill.data import Splits, load_dataset
 from fairdistill.distill import LOSSES, Method, MethodContext, TeacherOutputs, build_method
 from fairdistill.errors import FairdistillError, TrainingDivergedError, as_user_error
+from fairdistill.evaluate.analysis import add_analysis
 from fairdistill.evaluate.metrics import compute_metrics
+from fairdistill.evaluate.peers import fit_peer, plan_peers
+from fairdistill.evaluate.postprocess import check_binary, postprocess, threshold_name, without_calibration
 from fairdistill.evaluate.predict import Predictions, predict
 from fairdistill.models import TappedModel, count_parameters
 from fairdistill.output_dirs import new_stamped_dir
@@ -44,9 +48,9 @@ from fairdistill.plan import (  # noqa: F401 -- the planning names are also reac
 from fairdistill.progress import ON_SCREEN, SILENT, Progress
 from fairdistill.registry import Options
 from fairdistill.report.aggregate import combine_seeds
-from fairdistill.evaluate.analysis import add_analysis
 from fairdistill.report.build import write_report
 from fairdistill.report.changes import example_renderer
+from fairdistill.run_record import check_same_config, read_record, record_data, start_record
 from fairdistill.rundir import (
     METRICS_SCHEMA_VERSION,
     checkpoints_dir,
@@ -64,7 +68,6 @@ from fairdistill.rundir import (
     write_metrics,
     write_predictions,
 )
-from fairdistill.run_record import check_same_config, read_record, record_data, start_record
 from fairdistill.tracking import RunTracker
 from fairdistill.train.cache import compute_teacher_outputs, load_or_compute, split_digest, usable_cache_dir
 from fairdistill.train.checkpoint import load_model_checkpoint, save_model_checkpoint
@@ -86,6 +89,23 @@ class ModelRecord:
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Early-readout probabilities: tap → split → (N, C).
     readouts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: Predictions on val and test (set by ``_evaluate``; post-processing starts from them).
+    predictions: dict[str, Predictions] = field(default_factory=dict)
+
+
+@dataclass
+class ExtraRecord:
+    """A row that is no trained network: a model post-processed by fairlearn's ThresholdOptimizer (role
+    ``postprocessed``) or a peer fitted by ExponentiatedGradient (role ``peer``); ``entry``: its own fields of
+    metrics.json (``params``, ``source``, ``label``, ``postprocess`` / ``peer`` settings)."""
+
+    name: str
+    role: str
+    method: str
+    entry: dict[str, Any]
+    seconds: float = 0.0
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fit: None = None
 
 
 @dataclass
@@ -130,7 +150,8 @@ def _after_user_error(error: FairdistillError, run_dir: Path) -> FairdistillErro
         reuse = f"; reuse the teacher with teacher.checkpoint: {teacher}" if teacher is not None else ""
         return TrainingDivergedError(
             f"{error}\nThe models finished before it ({', '.join(dict.fromkeys(finished))}) are kept in "
-            f"{run_dir / 'checkpoints'}{reuse}")
+            f"{run_dir / 'checkpoints'}{reuse}"
+        )
     shutil.rmtree(run_dir, ignore_errors=True)
     return error
 
@@ -169,8 +190,13 @@ def _run_in(plan: Plan, run_dir: Path, *, record: dict[str, Any] | None, progres
     """Run (``record`` None) or resume (``record``: run.json as read at resume) a run in its directory."""
     resumed = record is not None
     with _log_to(run_dir / "log.txt"), progress.showing_log():
-        log.info("fairdistill %s, torch %s, run dir %s%s", fairdistill.__version__, torch.__version__, run_dir,
-                 " (resumed)" if resumed else "")
+        log.info(
+            "fairdistill %s, torch %s, run dir %s%s",
+            fairdistill.__version__,
+            torch.__version__,
+            run_dir,
+            " (resumed)" if resumed else "",
+        )
         log.info("plan:\n%s", plan.describe(), extra=ON_SCREEN)
         metrics = _execute(plan, run_dir, record, progress)
         mark_complete(run_dir, dt.datetime.now().isoformat(timespec="seconds"))
@@ -207,9 +233,13 @@ def _execute(plan: Plan, run_dir: Path, record: dict[str, Any] | None, progress:
         progress = SILENT
     seeds = config.seed_list
     teacher_epochs = 0 if plan.teacher.checkpoint is not None else plan.teacher.train.epochs
-    progress.start(plan.describe(), run_dir, models=len(seeds) * (1 + len(plan.methods)),
-                   epochs=len(seeds) * (teacher_epochs + sum(m.train.epochs for m in plan.methods)),
-                   resumed=record is not None)
+    progress.start(
+        plan.describe(),
+        run_dir,
+        models=len(seeds) * (1 + len(plan.methods)),
+        epochs=len(seeds) * (teacher_epochs + sum(m.train.epochs for m in plan.methods)),
+        resumed=record is not None,
+    )
     with progress.phase(f"loading data ({config.data.name})"):
         splits = load_plan_data(plan)
     log.info("data: %s", {name: len(split) for name, split in splits.items()})
@@ -226,9 +256,10 @@ def _execute(plan: Plan, run_dir: Path, record: dict[str, Any] | None, progress:
         records = _execute_seed(plan, splits, accelerator, seed, run_dir, several, cache_dir, progress)
         documents[seed] = _metrics_document(plan, splits, records, started, accelerator, seed)
         if tracker is not None:
-            for record in records:
-                if record.fit is not None:
-                    tracker.log_history(f"seed{seed}/{record.name}" if several else record.name, record.fit.history)
+            for model_record in records:
+                if model_record.fit is not None:
+                    name = f"seed{seed}/{model_record.name}" if several else model_record.name
+                    tracker.log_history(name, model_record.fit.history)
     with progress.phase("metrics: seeds combined, amplification, margins"):
         metrics = combine_seeds(documents)
         metrics = add_analysis(metrics, load_frames(run_dir, metrics, "test"), seed=seeds[0])
@@ -236,8 +267,12 @@ def _execute(plan: Plan, run_dir: Path, record: dict[str, Any] | None, progress:
         write_metrics(run_dir, metrics)
     if accelerator.is_main_process:
         with progress.phase("report: figures, report.html, report.md"):
-            renderer = example_renderer(splits.test, splits.info.modality, splits.provenance.get("feature_names"),
-                                        splits.provenance.get("standardisation"))
+            renderer = example_renderer(
+                splits.test,
+                splits.info.modality,
+                splits.provenance.get("feature_names"),
+                splits.provenance.get("standardisation"),
+            )
             write_report(run_dir, metrics, renderer)
     if tracker is not None:
         tracker.log_final(metrics)
@@ -248,63 +283,113 @@ def _execute(plan: Plan, run_dir: Path, record: dict[str, Any] | None, progress:
 
 
 def _execute_seed(
-    plan: Plan, splits: Splits, accelerator: Accelerator, seed: int, run_dir: Path, several: bool, cache_dir: Path,
+    plan: Plan,
+    splits: Splits,
+    accelerator: Accelerator,
+    seed: int,
+    run_dir: Path,
+    several: bool,
+    cache_dir: Path,
     progress: Progress = SILENT,
-) -> list[ModelRecord]:
-    """Train (or load) the teacher and train every student with one seed; write checkpoints and predictions."""
+) -> list[ModelRecord | ExtraRecord]:
+    """Train (or load) the teacher and train every student with one seed; write checkpoints and predictions; then
+    the post-processed models and the peers of the config."""
     config = plan.config
     info = splits.info
+    for what, wanted in (("postprocess", config.postprocess is not None), ("peers", bool(config.peers))):
+        if wanted:
+            check_binary(info, what)  # before anything trains
     checkpoints = checkpoints_dir(run_dir, seed, several)
     predictions_folder = predictions_dir(run_dir, seed, several)
 
     def validate(model: TappedModel) -> dict[str, float]:
-        m = _metrics(model, splits, "val", accelerator, plan.student.train.eval_batch_size)
-        return {"val_acc": m["accuracy"], "val_worst_group_acc": m["worst_group_accuracy"]}
+        # only what epoch selection reads (a bincount per group); the full metrics once, on the final models
+        from fairdistill.evaluate.selection import selection_metrics
+
+        p = predict(model, splits.val, plan.student.train.eval_batch_size, accelerator.device)
+        return selection_metrics(p.y, p.probs, p.group, splits.info)
 
     def label(name: str) -> str:
         return f"{name} (seed {seed})" if several else name
 
-    records: list[ModelRecord] = [_teacher(plan, splits, accelerator, validate, checkpoints, seed, progress,
-                                           label("teacher"))]
+    records: list[ModelRecord] = [
+        _teacher(plan, splits, accelerator, validate, checkpoints, seed, progress, label("teacher"))
+    ]
     teacher_cache = teacher_val = None
     if plan.needs_teacher:
         with progress.phase("teacher outputs on train (cached) and val", spinner=False):
             teacher_cache = load_or_compute(
-                records[0].model, splits.train, _dataset_description(plan), cache_dir,
-                plan.teacher.train.eval_batch_size, accelerator.device, num_classes=info.num_classes,
+                records[0].model,
+                splits.train,
+                _dataset_description(plan),
+                cache_dir,
+                plan.teacher.train.eval_batch_size,
+                accelerator.device,
+                num_classes=info.num_classes,
             )
-            teacher_val = TeacherOutputs(*compute_teacher_outputs(
-                records[0].model, splits.val, plan.teacher.train.eval_batch_size, accelerator.device))
+            teacher_val = TeacherOutputs(
+                *compute_teacher_outputs(
+                    records[0].model, splits.val, plan.teacher.train.eval_batch_size, accelerator.device
+                )
+            )
     for i, method_plan in enumerate(plan.methods):
         recipe = method_plan.config.recipe
-        progress.model_started(label(method_plan.name), _epochs_text(method_plan.train.epochs)
-                               + (f" ({recipe})" if recipe != method_plan.name else ""))
+        progress.model_started(
+            label(method_plan.name),
+            _epochs_text(method_plan.train.epochs) + (f" ({recipe})" if recipe != method_plan.name else ""),
+        )
         set_seed(seed)
         student = build_role_model(plan, "student", splits)
         context = method_context(
-            plan, splits, student, epochs=method_plan.train.epochs, teacher_train=teacher_cache,
-            teacher_val=teacher_val, teacher_embedding_dim=None if teacher_cache is None or
-            teacher_cache.embedding is None else int(teacher_cache.embedding.shape[1]), seed=seed,
+            plan,
+            splits,
+            student,
+            epochs=method_plan.train.epochs,
+            teacher_train=teacher_cache,
+            teacher_val=teacher_val,
+            teacher_embedding_dim=None
+            if teacher_cache is None or teacher_cache.embedding is None
+            else int(teacher_cache.embedding.shape[1]),
+            seed=seed,
         )
         method = build_method(method_plan.config, context, where=f"methods.{i}({method_plan.name})")
         result = fit(
-            student, method, splits.train, method_plan.train, accelerator=accelerator, seed=seed,
-            teacher_cache=teacher_cache if method.requires_teacher else None, validate=validate,
-            select=config.select, desc=method_plan.name,
-            checkpoint=training_checkpoint_path(checkpoints, method_plan.name), progress=progress,
+            student,
+            method,
+            splits.train,
+            method_plan.train,
+            accelerator=accelerator,
+            seed=seed,
+            teacher_cache=teacher_cache if method.requires_teacher else None,
+            validate=validate,
+            select=config.student.select or config.select,
+            desc=method_plan.name,
+            checkpoint=training_checkpoint_path(checkpoints, method_plan.name),
+            progress=progress,
         )
-        save_model_checkpoint(model_checkpoint_path(checkpoints, method_plan.name), student, plan.student.spec, info.num_classes)
+        save_model_checkpoint(
+            model_checkpoint_path(checkpoints, method_plan.name), student, plan.student.spec, info.num_classes
+        )
         refits = getattr(method.weighting, "readout_probabilities", None) is not None
         with progress.phase(f"{label(method_plan.name)}: early-readout refit") if refits else nullcontext():
-            readouts = method.readout_probabilities(student, {"val": splits.val, "test": splits.test},
-                                                    accelerator.device)
-        records.append(ModelRecord(method_plan.name, "student", resolved_recipe(method_plan.config, method), student,
-                                   result, result.seconds, readouts=readouts))
+            readouts = method.readout_probabilities(
+                student, {"val": splits.val, "test": splits.test}, accelerator.device
+            )
+        records.append(
+            ModelRecord(
+                method_plan.name,
+                "student",
+                resolved_recipe(method_plan.config, method),
+                student,
+                result,
+                result.seconds,
+                readouts=readouts,
+            )
+        )
 
-    with progress.phase(f"evaluating {len(records)} models on val and test"
-                        + (f" (seed {seed})" if several else "")):
+    with progress.phase(f"evaluating {len(records)} models on val and test" + (f" (seed {seed})" if several else "")):
         _evaluate(plan, splits, accelerator, records, predictions_folder)
-    return records
+    return [*records, *_extra_rows(plan, splits, records, predictions_folder, seed, progress)]
 
 
 def _evaluate(
@@ -314,18 +399,88 @@ def _evaluate(
     info = splits.info
     for record in records:
         for split_name in ("val", "test"):
-            predictions = predict(record.model, getattr(splits, split_name), plan.student.train.eval_batch_size,
-                                  accelerator.device)
+            predictions = predict(
+                record.model, getattr(splits, split_name), plan.student.train.eval_batch_size, accelerator.device
+            )
             readouts = {tap: by_split[split_name] for tap, by_split in record.readouts.items()}
             write_predictions(predictions_path(predictions_folder, record.name, split_name), predictions, readouts)
             record.metrics[split_name] = compute_metrics(
                 predictions.y, predictions.probs, predictions.attr, predictions.group, info
             )
+            record.predictions[split_name] = predictions
+
+
+def _extra_rows(
+    plan: Plan,
+    splits: Splits,
+    records: list[ModelRecord],
+    predictions_folder: Path,
+    seed: int,
+    progress: Progress = SILENT,
+) -> list[ExtraRecord]:
+    """The teacher and every student post-processed by fairlearn's ThresholdOptimizer (``postprocess``), then the
+    peers (``peers``), each with predictions written like any model's and the same metrics (calibration null:
+    their predictions are hard, randomised labels, drawn with ``random_state`` = ``seed``)."""
+    config = plan.config
+    rows: list[ExtraRecord] = []
+    settings = config.postprocess
+    if settings is not None:
+        with progress.phase(f"post-processing {len(records)} models (ThresholdOptimizer, {settings.threshold})"):
+            for record in records:
+                started = time.time()
+                done = postprocess(record.predictions["val"], record.predictions["test"], settings, seed)
+                entry = {
+                    "source": record.name,
+                    "model": plan.teacher.spec if record.role == "teacher" else plan.student.spec,
+                    "params": count_parameters(record.model),
+                    "postprocess": done.settings,
+                }
+                row = ExtraRecord(
+                    threshold_name(record.name),
+                    "postprocessed",
+                    f"{record.method} + threshold({settings.threshold})",
+                    entry,
+                )
+                _write_hard_rows(row, done.predictions, done.pmf, predictions_folder, splits)
+                row.seconds = time.time() - started
+                rows.append(row)
+    for peer in plan_peers(config, plan.modality, plan.student.spec, plan.student.train):
+        with progress.phase(f"peer {peer.name}: fairlearn ExponentiatedGradient on the train split"):
+            fitted = fit_peer(peer, splits, seed)
+        if not fitted.converged:
+            log.info(
+                "peer %s: a base classifier stopped at its iteration limit (scikit-learn ConvergenceWarning)", peer.name
+            )
+        entry = {"label": peer.label, "params": fitted.params, "mixture": fitted.mixture, "peer": peer.describe()}
+        row = ExtraRecord(peer.name, "peer", peer.method, entry, seconds=fitted.seconds)
+        _write_hard_rows(row, fitted.predictions, fitted.pmf, predictions_folder, splits)
+        rows.append(row)
+    return rows
+
+
+def _write_hard_rows(
+    row: ExtraRecord,
+    predictions: dict[str, Predictions],
+    pmf: dict[str, np.ndarray],
+    predictions_folder: Path,
+    splits: Splits,
+) -> None:
+    """Write a randomised classifier's predictions (with fairlearn's label probabilities) and fill its metrics."""
+    for split_name in ("val", "test"):
+        p = predictions[split_name]
+        write_predictions(predictions_path(predictions_folder, row.name, split_name), p, pmf=pmf[split_name])
+        row.metrics[split_name] = without_calibration(compute_metrics(p.y, p.probs, p.attr, p.group, splits.info))
 
 
 def _teacher(
-    plan: Plan, splits: Splits, accelerator: Accelerator, validate, checkpoints: Path, seed: int,
-    progress: Progress = SILENT, label: str = "teacher",
+    plan: Plan,
+    splits: Splits,
+    accelerator: Accelerator,
+    validate,
+    checkpoints: Path,
+    seed: int,
+    progress: Progress = SILENT,
+    label: str = "teacher",
 ) -> ModelRecord:
     info = splits.info
     set_seed(seed)
@@ -341,9 +496,19 @@ def _teacher(
         log.info("teacher loaded from %s", checkpoint)
         return ModelRecord("teacher", "teacher", "checkpoint", teacher)
     erm = Method("teacher", LOSSES.get("erm").target(Options(), MethodContext(info, splits.train)))
-    result = fit(teacher, erm, splits.train, plan.teacher.train, accelerator=accelerator, seed=seed,
-                 validate=validate, select=plan.config.select, desc="teacher",
-                 checkpoint=training_checkpoint_path(checkpoints, "teacher"), progress=progress)
+    result = fit(
+        teacher,
+        erm,
+        splits.train,
+        plan.teacher.train,
+        accelerator=accelerator,
+        seed=seed,
+        validate=validate,
+        select=plan.config.teacher.select or plan.config.select,
+        desc="teacher",
+        checkpoint=training_checkpoint_path(checkpoints, "teacher"),
+        progress=progress,
+    )
     save_model_checkpoint(model_checkpoint_path(checkpoints, "teacher"), teacher, plan.teacher.spec, info.num_classes)
     return ModelRecord("teacher", "teacher", "erm", teacher, result, result.seconds)
 
@@ -372,12 +537,26 @@ def _dataset_description(plan: Plan) -> dict[str, Any]:
 
 
 def _metrics_document(
-    plan: Plan, splits: Splits, records: list[ModelRecord], started: float, accelerator: Accelerator, seed: int
+    plan: Plan,
+    splits: Splits,
+    records: Sequence[ModelRecord | ExtraRecord],
+    started: float,
+    accelerator: Accelerator,
+    seed: int,
 ) -> dict[str, Any]:
     info = splits.info
     config = plan.config
     models = {}
     for record in records:
+        if isinstance(record, ExtraRecord):
+            models[record.name] = {
+                "role": record.role,
+                "method": record.method,
+                **record.entry,
+                "train_seconds": round(record.seconds, 3),
+                "splits": record.metrics,
+            }
+            continue
         entry: dict[str, Any] = {
             "role": record.role,
             "method": record.method,
@@ -437,8 +616,12 @@ def rebuild_report(run_dir: Path) -> Path:
         reference = next(iter(next(iter(frames.values())).values()))
         if len(splits.test) != len(reference) or not np.array_equal(splits.test.y.numpy(), reference["y"].to_numpy()):
             raise FairdistillError("the reloaded test split does not match the saved predictions")
-        renderer = example_renderer(splits.test, splits.info.modality, splits.provenance.get("feature_names"),
-                                    splits.provenance.get("standardisation"))
+        renderer = example_renderer(
+            splits.test,
+            splits.info.modality,
+            splits.provenance.get("feature_names"),
+            splits.provenance.get("standardisation"),
+        )
     except FairdistillError as exc:
         log.warning("report: examples are not shown (%s)", exc)
     return write_report(run_dir, metrics, renderer).html

@@ -89,8 +89,9 @@ class Plan:
             f"load {self.teacher.checkpoint}"
             if self.teacher.checkpoint
             else (
-                f"train {self.teacher.train.epochs} epochs, lr {self.teacher.train.lr}, "
-                f"batch {self.teacher.train.batch_size}"
+                f"train {self.teacher.train.epochs} epochs, lr {self.teacher.train.lr}"
+                + _schedule_text(self.teacher.train)
+                + f", batch {self.teacher.train.batch_size}"
             )
         )
         lines = [
@@ -99,14 +100,14 @@ class Plan:
             f"data: {cfg.data.name} ({self.modality}) {data}",
             f"teacher: {_spec_text(self.teacher.spec)} — {teacher_source}",
             f"student: {_spec_text(self.student.spec)}",
-            f"select: {cfg.select}",
+            f"select: teacher {cfg.teacher.select or cfg.select}, students {cfg.student.select or cfg.select}",
             "methods:",
         ]
         for m in self.methods:
             opts = m.loss_options.model_dump()
             lines.append(
                 f"  - {m.name}: {m.config.recipe} — loss options {opts or '{}'}; {m.train.epochs} epochs, "
-                f"lr {m.train.lr}, batch {m.train.batch_size}"
+                f"lr {m.train.lr}{_schedule_text(m.train)}, batch {m.train.batch_size}"
             )
         return "\n".join(lines)
 
@@ -146,6 +147,9 @@ def make_plan(config: RunConfig) -> Plan:
         validate_parts(method, where)
         kind, options = resolve_loss(method, where)
         methods.append(MethodPlan(method, kind, options, method.train or config.student.train))
+    from fairdistill.evaluate.peers import plan_peers  # fairlearn and scikit-learn, only to check the peers
+
+    plan_peers(config, modality, roles["student"].spec, config.student.train)  # refuses peers on image/text data
     return Plan(config, data_options, modality, roles["teacher"], roles["student"], methods)
 
 
@@ -279,3 +283,11 @@ def method_context(
 def run_cache_dir(config: RunConfig) -> Path:
     """The teacher-output and token cache of a run: ``cache_dir`` of the config, or the default one."""
     return Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+
+
+def _schedule_text(train: TrainConfig) -> str:
+    """`` (cosine, 1 warm-up epoch)`` for a non-constant schedule or a warm-up; empty otherwise."""
+    parts: list[str] = [] if train.scheduler == "constant" else [train.scheduler]
+    if train.warmup_epochs:
+        parts.append(f"{train.warmup_epochs:g} warm-up epoch{'' if train.warmup_epochs == 1 else 's'}")
+    return f" ({', '.join(parts)})" if parts else ""

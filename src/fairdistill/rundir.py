@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,8 @@ METRICS_SCHEMA_VERSION = 1
 
 #: The columns every predictions file has, besides ``prob_0`` … ``prob_<C-1>``.
 PREDICTION_COLUMNS = ("index", "y", "attr", "group", "pred")
+#: Prefix of the columns holding a randomised classifier's probability of drawing each class (``pmf_1``).
+PMF_PREFIX = "pmf_"
 
 _PROB_COLUMN = re.compile(r"^prob_\d+$")
 
@@ -131,8 +134,12 @@ def read_predictions(path: Path, dataset: dict[str, Any]) -> pd.DataFrame:
         raise FairdistillError(f"{path}: column(s) {', '.join(extra)} beyond the {num_classes} classes of the run")
     if len(frame) == 0:
         raise FairdistillError(f"{path}: no rows")
-    upper = {"y": num_classes, "pred": num_classes, "attr": len(dataset["attr_names"]),
-             "group": len(dataset["group_names"])}
+    upper = {
+        "y": num_classes,
+        "pred": num_classes,
+        "attr": len(dataset["attr_names"]),
+        "group": len(dataset["group_names"]),
+    }
     for column in PREDICTION_COLUMNS:
         _check_integers(path, frame[column], column, upper.get(column))
     if not frame["index"].is_unique:
@@ -154,7 +161,8 @@ def _check_integers(path: Path, values: pd.Series, column: str, upper: int | Non
 
 def _check_same_examples(path: Path, frame: pd.DataFrame, first_path: Path, first: pd.DataFrame) -> None:
     same = len(frame) == len(first) and all(
-        np.array_equal(frame[c].to_numpy(), first[c].to_numpy()) for c in ("index", "y", "attr", "group"))
+        np.array_equal(frame[c].to_numpy(), first[c].to_numpy()) for c in ("index", "y", "attr", "group")
+    )
     if not same:
         raise FairdistillError(f"{path}: not the same examples (index, y, attr, group) as {first_path}")
 
@@ -162,12 +170,22 @@ def _check_same_examples(path: Path, frame: pd.DataFrame, first_path: Path, firs
 # ----------------------------------------------------------------------------------------------- writing
 
 
-def write_predictions(path: Path, predictions: Predictions, readouts: dict[str, np.ndarray] | None = None) -> None:
-    """The per-example parquet; early-readout probabilities become ``readout_<tap>_prob_<c>`` columns."""
+def write_predictions(
+    path: Path,
+    predictions: Predictions,
+    readouts: dict[str, np.ndarray] | None = None,
+    pmf: np.ndarray | None = None,
+) -> None:
+    """The per-example parquet; early-readout probabilities become ``readout_<tap>_prob_<c>`` columns. ``pmf``:
+    of a randomised classifier (post-processed model, peer; its ``prob_<c>`` one-hot of the drawn label), the
+    probability of drawing each class, as ``pmf_<c>`` columns."""
     frame = predictions.to_frame()
     for tap, probs in (readouts or {}).items():
         for c in range(probs.shape[1]):
             frame[f"readout_{tap}_prob_{c}"] = probs[:, c]
+    if pmf is not None:
+        for c in range(pmf.shape[1]):
+            frame[f"{PMF_PREFIX}{c}"] = pmf[:, c]
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
 
@@ -196,8 +214,9 @@ def remove_training_checkpoints(run_dir: Path) -> None:
 
 def finished_models(run_dir: Path) -> list[str]:
     """The models whose selected weights were saved (every seed's; sorted, repeated once per seed)."""
-    return sorted(p.stem for p in (run_dir / "checkpoints").rglob("*.pt")
-                  if not p.name.endswith(TRAINING_CHECKPOINT_SUFFIX))
+    return sorted(
+        p.stem for p in (run_dir / "checkpoints").rglob("*.pt") if not p.name.endswith(TRAINING_CHECKPOINT_SUFFIX)
+    )
 
 
 def saved_teacher(run_dir: Path) -> Path | None:
@@ -250,19 +269,34 @@ NUMBER_OR_NULL = _Kind("a finite number or null", lambda v: v is None or _is_num
 STRINGS = _Kind("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
 INTEGERS = _Kind("a list of integers", lambda v: isinstance(v, list) and all(_is_int(x) for x in v))
 LIST = _Kind("a list", lambda v: isinstance(v, list))
-NUMBERS_BY_NAME = _Kind("a mapping of numbers or nulls",
-                        lambda v: isinstance(v, dict) and all(map(NUMBER_OR_NULL.test, v.values())))
+NUMBERS_BY_NAME = _Kind(
+    "a mapping of numbers or nulls", lambda v: isinstance(v, dict) and all(map(NUMBER_OR_NULL.test, v.values()))
+)
 #: Any other metric of a split: a number (null: undefined) or a mapping of them.
 METRIC = _Kind("a number, null or a mapping of numbers", lambda v: NUMBER_OR_NULL.test(v) or NUMBERS_BY_NAME.test(v))
 
 #: The metrics of one split (``compute_metrics``) that hold one value per group or class; the others listed are
 #: numbers (or null).
 _PER_NAME_METRICS = frozenset({"group_accuracy", "group_count", "group_ece", "class_accuracy", "recall_disparity"})
-_SCALAR_METRICS = frozenset({
-    "n", "accuracy", "macro_precision", "macro_recall", "macro_f1", "worst_group_accuracy", "balanced_accuracy",
-    "worst_class_accuracy", "recall_disparity_mad", "recall_disparity_max", "dp_difference", "dp_difference_max",
-    "eo_difference", "eo_difference_max", "ece",
-})
+_SCALAR_METRICS = frozenset(
+    {
+        "n",
+        "accuracy",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "worst_group_accuracy",
+        "balanced_accuracy",
+        "worst_class_accuracy",
+        "recall_disparity_mad",
+        "recall_disparity_max",
+        "dp_difference",
+        "dp_difference_max",
+        "eo_difference",
+        "eo_difference_max",
+        "ece",
+    }
+)
 
 
 def _json_type(value: Any) -> str:
@@ -288,8 +322,9 @@ class _Checker:
             self.fail(where, f"expected {kind.text}, got {_json_type(value)}")
         return value
 
-    def fields(self, section: dict[str, Any], where: str, required: dict[str, _Kind],
-               optional: dict[str, _Kind] | None = None) -> None:
+    def fields(
+        self, section: dict[str, Any], where: str, required: dict[str, _Kind], optional: dict[str, _Kind] | None = None
+    ) -> None:
         """The ``required`` keys are present and every key of either table that is present has its kind."""
         for key, kind in required.items():
             if key not in section:
@@ -328,8 +363,9 @@ def check_metrics(metrics: Any, path: Path) -> dict[str, Any]:
         check.fail("schema_version", "missing (not a fairdistill metrics file, or one written before versions)")
     version = metrics["schema_version"]
     if not _is_int(version) or version != METRICS_SCHEMA_VERSION:
-        check.fail("schema_version", f"expected {METRICS_SCHEMA_VERSION} (the version this fairdistill reads), "
-                                     f"got {version!r}")
+        check.fail(
+            "schema_version", f"expected {METRICS_SCHEMA_VERSION} (the version this fairdistill reads), got {version!r}"
+        )
     _check_dataset(check, check.mapping(metrics, "dataset", ""))
     _check_run(check, check.mapping(metrics, "run", ""))
     _check_models(check, check.mapping(metrics, "models", ""))
@@ -341,11 +377,12 @@ def check_metrics(metrics: Any, path: Path) -> dict[str, Any]:
 
 
 def _check_dataset(check: _Checker, dataset: dict[str, Any]) -> None:
-    check.fields(dataset, "dataset",
-                 {"name": STRING, "num_classes": INTEGER, "class_names": STRINGS, "attr_names": STRINGS,
-                  "group_names": STRINGS},
-                 {"options": MAPPING, "modality": STRING, "attr_label": STRING, "counts": MAPPING,
-                  "provenance": MAPPING})
+    check.fields(
+        dataset,
+        "dataset",
+        {"name": STRING, "num_classes": INTEGER, "class_names": STRINGS, "attr_names": STRINGS, "group_names": STRINGS},
+        {"options": MAPPING, "modality": STRING, "attr_label": STRING, "counts": MAPPING, "provenance": MAPPING},
+    )
     if dataset["num_classes"] < 1:
         check.fail("dataset.num_classes", f"expected a positive integer, got {dataset['num_classes']}")
     if len(dataset["class_names"]) != dataset["num_classes"]:
@@ -357,9 +394,22 @@ def _check_dataset(check: _Checker, dataset: dict[str, Any]) -> None:
 
 
 def _check_run(check: _Checker, run: dict[str, Any]) -> None:
-    check.fields(run, "run", {"name": STRING},
-                 {"seed": INTEGER, "seeds": INTEGERS, "select": STRING, "started": STRING, "seconds": NUMBER,
-                  "fairdistill": STRING, "torch": STRING, "python": STRING, "device": STRING})
+    check.fields(
+        run,
+        "run",
+        {"name": STRING},
+        {
+            "seed": INTEGER,
+            "seeds": INTEGERS,
+            "select": STRING,
+            "started": STRING,
+            "seconds": NUMBER,
+            "fairdistill": STRING,
+            "torch": STRING,
+            "python": STRING,
+            "device": STRING,
+        },
+    )
     seeds = run.get("seeds")
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
         check.fail("run.seeds", f"expected distinct seeds, at least one, got {seeds}")
@@ -373,17 +423,30 @@ def _check_models(check: _Checker, models: dict[str, Any]) -> None:
         if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
             check.fail(where, "a model name must be usable as a file name")
         entry = check.value(models[name], where, MAPPING)
-        check.fields(entry, where, {"role": STRING, "method": STRING, "params": INTEGER, "splits": MAPPING},
-                     {"model": MAPPING, "train_seconds": NUMBER, "selected_epoch": INTEGER, "history": LIST,
-                      "splits_std": MAPPING, "seeds": MAPPING})
+        check.fields(
+            entry,
+            where,
+            {"role": STRING, "method": STRING, "params": INTEGER, "splits": MAPPING},
+            {
+                "model": MAPPING,
+                "train_seconds": NUMBER,
+                "selected_epoch": INTEGER,
+                "history": LIST,
+                "splits_std": MAPPING,
+                "seeds": MAPPING,
+                "source": STRING,  # a post-processed model's: the model it post-processes
+                "label": STRING,  # how the report shows the model (a peer: "peer: expgrad-eo (logistic)")
+            },
+        )
         _check_splits(check, entry["splits"], f"{where}.splits", required=("val", "test"))
         _check_splits(check, entry.get("splits_std", {}), f"{where}.splits_std", required=())
         _check_history(check, entry.get("history", []), f"{where}.history")
         for seed, run in entry.get("seeds", {}).items():
             at = f"{where}.seeds.{seed}"
             check.value(run, at, MAPPING)
-            check.fields(run, at, {}, {"splits": MAPPING, "history": LIST, "selected_epoch": INTEGER,
-                                       "train_seconds": NUMBER})
+            check.fields(
+                run, at, {}, {"splits": MAPPING, "history": LIST, "selected_epoch": INTEGER, "train_seconds": NUMBER}
+            )
             _check_splits(check, run.get("splits", {}), f"{at}.splits", required=())
             _check_history(check, run.get("history", []), f"{at}.history")
 
@@ -399,8 +462,11 @@ def _check_splits(check: _Checker, splits: dict[str, Any], where: str, required:
             if key == "undefined":  # metric → why it is null on this split
                 check.entries(check.value(value, f"{at}.{key}", MAPPING), f"{at}.{key}", STRING)
             else:
-                kind = NUMBERS_BY_NAME if key in _PER_NAME_METRICS else (
-                    NUMBER_OR_NULL if key in _SCALAR_METRICS else METRIC)
+                kind = (
+                    NUMBERS_BY_NAME
+                    if key in _PER_NAME_METRICS
+                    else (NUMBER_OR_NULL if key in _SCALAR_METRICS else METRIC)
+                )
                 check.value(value, f"{at}.{key}", kind)
 
 
@@ -412,8 +478,12 @@ def _check_history(check: _Checker, history: list[Any], where: str) -> None:
 
 def _check_amplification(check: _Checker, section: dict[str, Any]) -> None:
     where = "amplification"
-    check.fields(section, where, {"split": STRING, "confidence": NUMBER, "resamples": INTEGER, "students": MAPPING},
-                 {"reference": STRING, "seeds": INTEGERS, "bootstrap_seed": INTEGER, "per_seed": MAPPING})
+    check.fields(
+        section,
+        where,
+        {"split": STRING, "confidence": NUMBER, "resamples": INTEGER, "students": MAPPING},
+        {"reference": STRING, "seeds": INTEGERS, "bootstrap_seed": INTEGER, "per_seed": MAPPING},
+    )
     for student, by_metric in section["students"].items():
         at = f"{where}.students.{student}"
         check.value(by_metric, at, MAPPING)
@@ -428,8 +498,12 @@ def _check_margins(check: _Checker, section: dict[str, Any]) -> None:
     for name, entry in section["models"].items():
         at = f"{where}.models.{name}"
         check.value(entry, at, MAPPING)
-        check.fields(entry, at, {"worst_group": INTEGER, "worst_group_size": INTEGER, "layers": MAPPING},
-                     {"worst_group_name": STRING})
+        check.fields(
+            entry,
+            at,
+            {"worst_group": INTEGER, "worst_group_size": INTEGER, "layers": MAPPING},
+            {"worst_group_name": STRING},
+        )
         for layer, values in entry["layers"].items():
             check.value(values, f"{at}.layers.{layer}", MAPPING)
             check.fields(values, f"{at}.layers.{layer}", {"all": NUMBER, "worst_group": NUMBER_OR_NULL})

@@ -194,8 +194,11 @@ def teacher_identity(config: RunConfig) -> str:
 
 
 def method_identity(config: RunConfig, method: MethodConfig) -> str:
-    """Digest of what determines one student: its method entry, the student, the teacher, data, seeds, select."""
+    """Digest of what determines one student: its method entry, the student, the teacher, data, seeds, select;
+    and, when the config has them, ``postprocess`` and ``peers`` (so that a point changing them runs again and
+    its post-processed and peer rows are its own)."""
     d = config.model_dump(mode="json")
+    rows = {key: d[key] for key in EXTRA_ROW_FIELDS if d.get(key) is not None}
     return _digest(
         {
             "method": method.model_dump(mode="json"),
@@ -204,6 +207,24 @@ def method_identity(config: RunConfig, method: MethodConfig) -> str:
             "data": d["data"],
             "seeds": config.seed_list,
             "select": d["select"],
+            **({"rows": rows} if rows else {}),
+        }
+    )
+
+
+#: The config sections that add rows besides the teacher and the students (post-processed models, peers).
+EXTRA_ROW_FIELDS = ("postprocess", "peers")
+
+
+def extras_identity(config: RunConfig) -> str:
+    """Digest of what determines a run's rows that belong to no method: the post-processed teacher and the peers
+    (every part of it is part of each :func:`method_identity`)."""
+    d = config.model_dump(mode="json")
+    return _digest(
+        {
+            "teacher": teacher_identity(config),
+            "student": d["student"],
+            "rows": {key: d.get(key) for key in EXTRA_ROW_FIELDS},
         }
     )
 
@@ -274,6 +295,8 @@ def run_sweep(
     teachers: dict[str, tuple[str, str, Path | None]] = {}  # teacher identity → (point, run dir, its teacher.pt)
     teacher_rows: dict[str, tuple[str, str, dict[str, Any]]] = {}  # → (point, run dir, row) first evaluated
     students: dict[str, tuple[str, str, dict[str, Any]]] = {}  # method identity → (point, run dir, row)
+    derived: dict[str, dict[str, dict[str, Any]]] = {}  # method identity → its post-processed rows by name
+    side_rows: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {}  # extras identity → teacher+threshold, peers
     for i, (point, config) in enumerate(zip(points, configs, strict=True)):
         label, key = point_label(point), f"p{i}"
         tid = teacher_identity(config)
@@ -337,12 +360,33 @@ def run_sweep(
             for m in new:
                 if m.name in trained:
                     students[mids[m.name]] = (key, run_name, trained[m.name])
+                    derived[mids[m.name]] = {
+                        n: r for n, r in trained.items() if r["role"] == "postprocessed" and r.get("source") == m.name
+                    }
+            side_rows[extras_identity(config)] = (
+                key,
+                run_name,
+                {
+                    n: r
+                    for n, r in trained.items()
+                    if r["role"] == "peer" or (r["role"] == "postprocessed" and r.get("source") == "teacher")
+                },
+            )
             entry["trained"] = (["teacher"] if reused_teacher is None and config.teacher.checkpoint is None else []) + [
                 m.name for m in new
             ]
         for m in config.methods:
             point_from, run_dir, row = students[mids[m.name]]
             rows[m.name] = row if point_from == key else {**row, "reused_from": point_from, "run_dir": run_dir}
+        for from_point, from_run, by_name in [
+            *(
+                (students[mids[m.name]][0], students[mids[m.name]][1], derived.get(mids[m.name], {}))
+                for m in config.methods
+            ),
+            side_rows.get(extras_identity(config), (key, "", {})),
+        ]:
+            for name, row in by_name.items():  # post-processed models and peers
+                rows[name] = row if from_point == key else {**row, "reused_from": from_point, "run_dir": from_run}
         entry["models"] = rows
         document["points"].append(entry)
         document["seconds"] = round(time.time() - started, 3)
@@ -367,6 +411,9 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
         test = model["splits"].get("test", {})
         std = (model.get("splits_std") or {}).get("test")
         entry: dict[str, Any] = {"role": model["role"], "method": model["method"]}
+        for field, shown in (("label", "display"), ("source", "source")):  # a peer's label, a post-processed source
+            if model.get(field):
+                entry[shown] = model[field]
         for key in HEADLINE_KEYS:
             entry[key] = test.get(key)
             if std is not None:

@@ -93,7 +93,8 @@ def test_unknown_tap_is_one_clear_error(tmp_path: Path, monkeypatch, capsys) -> 
 
 def test_unknown_weighting_and_mixing_kinds_list_the_choices() -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown weighting 'early-exit'.*early-readout, group-balanced, groupdro, jtt"
+        ConfigError,
+        match=r"unknown weighting 'early-exit'.*early-readout, fair-constraint, group-balanced, groupdro, jtt",
     ):
         dry_run(load_config(None, ["methods.dedier.weighting.kind=early-exit"]))
     with pytest.raises(ConfigError, match=r"unknown mixing 'per-class'.*adaptive-margin, per-group-alpha"):

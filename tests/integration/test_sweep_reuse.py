@@ -250,6 +250,8 @@ def test_several_seeds_reuse_each_seeds_teacher_and_the_unchanged_methods(
 def test_tradeoff_plot_keeps_labels_apart_and_shows_the_front_in_the_legend(monkeypatch: pytest.MonkeyPatch) -> None:
     """Models sitting at one place (reused rows, a loaded teacher) get one merged label, labels near each other do
     not overlap, every model keeps its own marker, and the legend names the Pareto front."""
+    from matplotlib.text import Text
+
     from fairdistill.report import plots
 
     drawn = []
@@ -291,7 +293,8 @@ def test_tradeoff_plot_keeps_labels_apart_and_shows_the_front_in_the_legend(monk
     for ax in fig.axes[:2]:
         texts = {t.get_text(): t for t in ax.texts}
         assert set(texts) == {"teacher, kd: every point", "0", "0.5", "1"}
-        boxes = [t.get_window_extent(renderer) for t in texts.values()]
+        # the labels' text (an annotation's own extent also covers the line joining a moved label to its point)
+        boxes = [Text.get_window_extent(t, renderer) for t in texts.values()]
         assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
         markers = {
             c.get_label(): c.get_paths()[0].vertices.tobytes()

@@ -6,8 +6,10 @@ bring-your-own-table ``csv`` and ``parquet``; text: ``multinli``, ``civilcomment
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from fairdistill.data import adult, civilcomments, colored_mnist, multinli, table, text_table  # noqa: F401  (registers the loaders)  # noqa: F401  (the text loaders)
 from fairdistill.data.core import (
     DATASETS,
     DEFAULT_ENCODING,
@@ -20,8 +22,7 @@ from fairdistill.data.core import (
     label_attr_group_index,
     label_attr_groups,
 )
-from fairdistill.data import adult, colored_mnist, table  # noqa: F401  (registers the loaders)
-from fairdistill.data import civilcomments, multinli, text_table  # noqa: F401  (the text loaders)
+from fairdistill.data.long_tail import make_long_tailed
 from fairdistill.errors import ConfigError
 
 __all__ = [
@@ -44,7 +45,9 @@ def load_dataset(name: str, raw_options: Mapping[str, Any] | None = None) -> Spl
 
     Unknown names, unknown option keys and bad values raise :class:`~fairdistill.errors.ConfigError` (paths
     prefixed ``data``); missing or malformed files raise :class:`~fairdistill.errors.DataError`. A ``name`` key
-    in ``raw_options`` (as in a config's ``data:`` section) is accepted if it matches ``name``.
+    in ``raw_options`` (as in a config's ``data:`` section) is accepted if it matches ``name``. With
+    ``long_tail: {imbalance: ρ}`` the loaded splits are then made long-tailed (train) and class-balanced
+    (val, test) by :func:`~fairdistill.data.long_tail.make_long_tailed`, whatever the dataset.
     """
     raw = dict(raw_options or {})
     if "name" in raw:
@@ -52,4 +55,8 @@ def load_dataset(name: str, raw_options: Mapping[str, Any] | None = None) -> Spl
         if given != name:
             raise ConfigError(f"data.name: {given!r} does not match the dataset being loaded ({name!r})")
     options = DATASETS.options(name, raw, where="data")
-    return DATASETS.get(name, where="data").target(options)
+    splits = DATASETS.get(name, where="data").target(options)
+    long_tail = getattr(options, "long_tail", None)
+    if long_tail is not None:  # the same post-load transform for every dataset (data/long_tail.py)
+        splits = make_long_tailed(splits, long_tail, getattr(options, "split_seed", 0))
+    return splits

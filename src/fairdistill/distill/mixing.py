@@ -1,7 +1,8 @@
 """Teacher's pet mitigations (Lukasik et al., TMLR 2022): soften the teacher where it is unreliable.
 
 The paper's exact equations were not available to us; these are fairdistill's documented instantiations
-(docs/methods.md, "Mixing rules"). Reliability r_k is the teacher's accuracy on subgroup k of the **validation** split, where the
+(docs/methods.md, "Mixing rules"). Reliability r_k is the teacher's accuracy on subgroup k of the **validation**
+split, where the
 subgroup of an example is its class, its group or its attribute (``by``). A subgroup without validation
 examples gets the teacher's overall validation accuracy.
 """
@@ -131,7 +132,9 @@ class AdaptiveMargin(MixingRule):
 
     def mix(self, batch: Batch, terms: LossTerms, student: ModelOutput, state: TrainState) -> torch.Tensor:
         margin = self.margins().to(student.logits.device, student.logits.dtype)[subgroup_of(batch, self.options.by)]
-        shifted = student.logits - margin[:, None] * F.one_hot(batch.y, student.logits.shape[1]).to(student.logits.dtype)
+        shifted = student.logits - margin[:, None] * F.one_hot(batch.y, student.logits.shape[1]).to(
+            student.logits.dtype
+        )
         label = F.cross_entropy(shifted, batch.y, reduction="none")
         return terms.label_weight * label + terms.teacher_weight * terms.teacher
 

@@ -99,8 +99,16 @@ class ReadoutHead(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 module.reset_parameters()
+        self.standardise(features)
+
+    def standardise(self, features: torch.Tensor) -> None:
+        """Set the standardisation (per-column mean and std) from ``features``."""
         self.mean.copy_(features.mean(0))
         self.std.copy_(features.std(0).clamp(min=1e-6) if len(features) > 1 else torch.ones_like(self.std))
+
+    @property
+    def is_linear(self) -> bool:
+        return isinstance(self.body, nn.Identity)
 
     def last_layer_features(self, features: torch.Tensor) -> torch.Tensor:
         return self.body((features - self.mean) / self.std)
@@ -129,6 +137,57 @@ def fit_head(
                 loss.backward()
                 optimizer.step()
     head.eval()
+
+
+#: Full-batch L-BFGS fit of a linear head: stop when every gradient entry of the mean cross-entropy is at most
+#: this (float64), or after LBFGS_MAX_ITER iterations (reached only when the classes are (nearly) separable in
+#: the tap, where the unregularised optimum lies at infinity).
+LBFGS_TOLERANCE_GRAD = 1e-6
+LBFGS_MAX_ITER = 200
+
+
+def fit_linear_head(head: ReadoutHead, features: torch.Tensor, y: torch.Tensor, warm_start: bool, seed: int) -> int:
+    """Fit a linear ``head`` to the minimum of the mean cross-entropy on ``features`` (standardised with their own
+    mean and std), full-batch L-BFGS with a strong-Wolfe line search in float64; returns the iterations used.
+
+    Softmax regression is convex, so the minimum does not depend on the start: ``warm_start`` keeps the head's
+    current weights (the previous epoch's fit, usually a few iterations away), else they are re-initialised
+    (seeded). The probabilities are unique at the minimum; the weights only up to a common shift of the classes.
+    """
+    if warm_start:
+        head.standardise(features)
+    else:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            head.reset(features)
+    x = ((features - head.mean) / head.std).double()
+    target = y.long()
+    weight = head.out.weight.detach().double().clone().requires_grad_(True)
+    bias = head.out.bias.detach().double().clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=LBFGS_MAX_ITER,
+        tolerance_grad=LBFGS_TOLERANCE_GRAD,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(torch.addmm(bias, x, weight.t()), target)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.no_grad():
+        head.out.weight.copy_(weight)
+        head.out.bias.copy_(bias)
+    head.eval()
+    iterations = optimizer.state[optimizer._params[0]].get("n_iter", 0)
+    return int(iterations)
 
 
 def top2_margin(probs: torch.Tensor) -> torch.Tensor:
@@ -214,7 +273,8 @@ class EarlyReadout(IndexedWeighting):
         if self.options.refit == "epoch":
             assert state.model is not None
             features = extract_features(state.model, self.context.train, self.tap, state.device)
-            self._fit(features, y, seed=self.context.seed + state.epoch)
+            # after epoch 1 the head holds the previous epoch's fit: the warm start of this one
+            self._fit(features, y, seed=self.context.seed + state.epoch, warm_start=state.epoch > 0)
             probs = self._score_probabilities(features, state)
         else:
             seen = ~torch.isnan(self.pending_probs).any(1)
@@ -236,7 +296,15 @@ class EarlyReadout(IndexedWeighting):
             return entropy_weights(probs, self.options.beta)
         return dedier_weights(probs, y, self.options.beta, self.options.alpha, self.options.form)
 
-    def _fit(self, features: torch.Tensor, y: torch.Tensor, seed: int) -> None:
+    def _fit(self, features: torch.Tensor, y: torch.Tensor, seed: int, warm_start: bool) -> None:
+        """A linear head: full-batch L-BFGS to the convex minimum, from the head's current weights when
+        ``warm_start`` (the head is part of the method's state, so a resumed run warm-starts from the same
+        weights); an MLP head (not convex): re-initialised and fit by minibatch Adam (``head_epochs``, ``head_lr``,
+        ``head_batch_size``)."""
+        if self.head.is_linear:
+            iterations = fit_linear_head(self.head, features, y, warm_start=warm_start, seed=seed)
+            self._stats["readout_fit_iterations"] = float(iterations)
+            return
         fit_head(
             self.head, features, y, self.options.head_epochs, self.options.head_lr, self.options.head_batch_size, seed
         )
@@ -292,7 +360,7 @@ class EarlyReadout(IndexedWeighting):
         state = TrainState(model=model, device=device)
         train_features = extract_features(model, self.context.train, self.tap, device)
         y = self.context.train.y.long()
-        self._fit(train_features, y, seed=self.context.seed)
+        self._fit(train_features, y, seed=self.context.seed, warm_start=True)
         if self.options.score != "margin":
             self._fit_laplace(train_features, y, state)
         result = {}

@@ -138,7 +138,10 @@ class GroupDRO(InstanceWeighting):
         return per_group[groups].to(per_example_loss.dtype)
 
     def epoch_stats(self, state: TrainState) -> dict[str, float]:
-        return {f"groupdro_q_{name}": float(v) for name, v in zip(self.context.info.group_names, self.q.tolist())}
+        return {
+            f"groupdro_q_{name}": float(v)
+            for name, v in zip(self.context.info.group_names, self.q.tolist(), strict=True)
+        }
 
 
 class JTTOptions(WeightingOptions):

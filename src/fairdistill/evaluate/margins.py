@@ -11,7 +11,8 @@ teacher's and the student's final-layer margins on the examples the student gets
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

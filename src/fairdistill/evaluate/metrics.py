@@ -25,6 +25,7 @@ from fairlearn.metrics import (
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from fairdistill.data.core import DatasetInfo
+from fairdistill.data.long_tail import FREQUENCY_GROUPS, frequency_groups
 
 
 def compute_metrics(
@@ -54,14 +55,15 @@ def compute_metrics(
 
     When the split holds one attribute value, every gap between attribute values (:data:`ATTRIBUTE_GAPS`) is
     ``None``, not 0. ``undefined`` (present only when needed) maps each gap that is ``None`` to the reason.
+
+    Long-tailed runs (``info.train_class_counts`` set, C ≥ 3) add ``head_accuracy``, ``medium_accuracy`` and
+    ``tail_accuracy`` (:func:`frequency_group_accuracy`).
     """
     y, probs, attr, group = _validate(y, probs, attr, group, info)
     pred = probs.argmax(axis=1)
     conf = probs.max(axis=1)
     labels = list(range(info.num_classes))
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        y, pred, labels=labels, average="macro", zero_division=0
-    )
+    precision, recall, f1, _ = precision_recall_fscore_support(y, pred, labels=labels, average="macro", zero_division=0)
 
     # Per group: accuracy, count, ECE (the overall row gives the split's accuracy and ECE).
     by_group = MetricFrame(
@@ -85,8 +87,7 @@ def compute_metrics(
     )
     class_acc = {name: _cell(by_class.overall, c) for c, name in enumerate(info.class_names)}
     disparity = {
-        name: _recall_disparity(by_class.by_group, c, info.num_attrs)
-        for c, name in enumerate(info.class_names)
+        name: _recall_disparity(by_class.by_group, c, info.num_attrs) for c, name in enumerate(info.class_names)
     }
     mad, max_disparity = _mean_and_max([abs(d) for d in disparity.values() if d is not None])
 
@@ -125,14 +126,42 @@ def compute_metrics(
         "group_ece": {name: _cell(group_table, g, "ece") for g, name in enumerate(info.group_names)},
     }
     undefined = _undefined_reasons(metrics, attr, info)
+    if info.train_class_counts is not None and info.num_classes >= 3:
+        by_frequency = frequency_group_accuracy(y, pred, info.train_class_counts)
+        metrics.update(by_frequency)
+        undefined.update(
+            {
+                key: f"no example of the {key.split('_')[0]} classes in this split"
+                for key, v in by_frequency.items()
+                if v is None
+            }
+        )
     if undefined:
         metrics["undefined"] = undefined
     return metrics
 
 
+def frequency_group_accuracy(y: np.ndarray, pred: np.ndarray, train_counts: tuple[int, ...]) -> dict[str, float | None]:
+    """``head_accuracy`` / ``medium_accuracy`` / ``tail_accuracy``: the accuracy over the examples whose label is
+    among the head, medium or tail third of the classes by train count (most frequent first, ties by class
+    index; C = 10 gives 4 / 3 / 3 classes; see :func:`~fairdistill.data.long_tail.frequency_groups`); None for a
+    third without examples in the split. On the class-balanced val / test of a long-tailed run it is also the
+    mean recall of the third's classes."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    result: dict[str, float | None] = {}
+    for name, classes in zip(FREQUENCY_GROUPS, frequency_groups(train_counts), strict=True):
+        rows = np.isin(y, classes)
+        result[f"{name}_accuracy"] = float(np.mean(pred[rows] == y[rows])) if rows.any() else None
+    return result
+
+
 #: The gaps between attribute values; none is defined when the split holds a single attribute value.
 ATTRIBUTE_GAPS: tuple[str, ...] = (
-    "recall_disparity_mad", "recall_disparity_max", "dp_difference", "dp_difference_max", "eo_difference",
+    "recall_disparity_mad",
+    "recall_disparity_max",
+    "dp_difference",
+    "dp_difference_max",
+    "eo_difference",
     "eo_difference_max",
 )
 
@@ -147,8 +176,12 @@ def _undefined_reasons(metrics: dict[str, Any], attr: np.ndarray, info: DatasetI
         "recall_disparity": "no class has examples of two attribute values in this split",
         "eo_difference": "every example of this split has the same label",
     }
-    return {key: reasons[prefix] for key in ATTRIBUTE_GAPS for prefix in reasons
-            if key.startswith(prefix) and metrics[key] is None}
+    return {
+        key: reasons[prefix]
+        for key in ATTRIBUTE_GAPS
+        for prefix in reasons
+        if key.startswith(prefix) and metrics[key] is None
+    }
 
 
 def expected_calibration_error(y: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+
 from fairdistill.data.core import SplitDataset
 from fairdistill.models.core import TappedModel
 from fairdistill.models.inference import iterate_outputs

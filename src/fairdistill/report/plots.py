@@ -7,8 +7,9 @@ and no GUI backend, so drawing is safe in a worker process or a test. Every func
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -16,9 +17,11 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 
 from fairdistill.evaluate.margins import FINAL_LAYER, layer_probabilities, wrong_example_margins
 from fairdistill.evaluate.metrics import reliability_bins
+from fairdistill.report.tables import display_name
 
 #: History keys drawn first, in this order; any other numeric per-epoch statistic follows.
 _CURVE_ORDER = ("train_loss", "val_worst_group_acc", "val_acc")
@@ -38,7 +41,8 @@ class FigureFile:
 def model_colours(names: Sequence[str]) -> dict[str, Any]:
     """A stable colour per model (tab10 in run order; the teacher is drawn in grey when named so)."""
     cmap = matplotlib.colormaps["tab10"]
-    colours, k = {}, 0
+    colours: dict[str, Any] = {}
+    k = 0
     for name in names:
         if name == "teacher":
             colours[name] = "0.35"
@@ -79,8 +83,15 @@ def recall_disparity_png(metrics: dict[str, Any], split: str = "test") -> bytes:
         errors = np.array([0.0 if std.get(c) is None else std[c] for c in classes], dtype=float)
         mad = model["splits"][split].get("recall_disparity_mad")
         label = f"{name} (MAD {mad:.3f})" if mad is not None else name
-        ax.bar(x + (i - (len(names) - 1) / 2) * width, np.nan_to_num(heights), width, label=label,
-               color=colours[name], yerr=errors if std else None, capsize=2)
+        ax.bar(
+            x + (i - (len(names) - 1) / 2) * width,
+            np.nan_to_num(heights),
+            width,
+            label=label,
+            color=colours[name],
+            yerr=errors if std else None,
+            capsize=2,
+        )
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(x, classes, rotation=30 if len(classes) > 6 else 0, ha="right" if len(classes) > 6 else "center")
     attrs = dataset["attr_names"]
@@ -97,19 +108,28 @@ def group_accuracy_png(metrics: dict[str, Any], split: str = "test") -> bytes:
     groups = list(metrics["dataset"]["group_names"])
     names = list(metrics["models"])
     accuracy = {n: metrics["models"][n]["splits"][split].get("group_accuracy") or {} for n in names}
-    grid = np.array([[np.nan if accuracy[n].get(g) is None else accuracy[n][g] for g in groups] for n in names],
-                    dtype=float)
+    grid = np.array(
+        [[np.nan if accuracy[n].get(g) is None else accuracy[n][g] for g in groups] for n in names], dtype=float
+    )
     fig = _new_figure(figsize=(max(6.0, 0.9 * len(groups) + 2.5), 0.55 * len(names) + 1.8))
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 4 else 0,
-                  ha="right" if len(groups) > 4 else "center")
+    ax.set_xticks(
+        range(len(groups)), groups, rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center"
+    )
     ax.set_yticks(range(len(names)), names)
     for i in range(len(names)):
         for j in range(len(groups)):
             text = "—" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="black" if np.isnan(grid[i, j]) or 0.25 < grid[i, j] < 0.85 else "white")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if np.isnan(grid[i, j]) or 0.25 < grid[i, j] < 0.85 else "white",
+            )
     fig.colorbar(image, ax=ax, label="accuracy", fraction=0.04)
     ax.set_title(f"Per-group accuracy ({split})")
     return _png(fig)
@@ -123,13 +143,15 @@ def margins_by_layer_png(margins: dict[str, Any]) -> bytes:
     nrows = -(-len(names) // ncols)
     fig = _new_figure(figsize=(3.2 * ncols + 0.5, 3.0 * nrows + 0.6))
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=False):
         entry = models[name]
         layers = list(entry["layers"])
         x = np.arange(len(layers))
         everyone = [entry["layers"][layer]["all"] for layer in layers]
-        worst = [np.nan if entry["layers"][layer]["worst_group"] is None else entry["layers"][layer]["worst_group"]
-                 for layer in layers]
+        worst = [
+            np.nan if entry["layers"][layer]["worst_group"] is None else entry["layers"][layer]["worst_group"]
+            for layer in layers
+        ]
         ax.bar(x - 0.2, everyone, 0.4, label="all examples", color="#4c78a8")
         ax.bar(x + 0.2, np.nan_to_num(worst), 0.4, label="worst group", color="#e45756")
         ax.set_xticks(x, layers, rotation=20 if len(layers) > 2 else 0)
@@ -137,7 +159,7 @@ def margins_by_layer_png(margins: dict[str, Any]) -> bytes:
         ax.set_title(f"{name}\nworst group {group} (n={entry['worst_group_size']})", fontsize=9)
         ax.set_ylim(0.0, 1.0)
         ax.grid(axis="y", alpha=0.3)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     axes[0].set_ylabel("mean margin p(1) − p(2)")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncols=2)
@@ -161,7 +183,7 @@ def student_error_margins_png(frames: dict[str, pd.DataFrame], teacher: str, stu
     ax = fig.subplots()
     if data:
         boxes = ax.boxplot(data, patch_artist=True, widths=0.6, showmeans=True)
-        for patch, colour in zip(boxes["boxes"], colours):
+        for patch, colour in zip(boxes["boxes"], colours, strict=True):
             patch.set_facecolor(colour)
         ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
     else:
@@ -189,7 +211,7 @@ def reliability_png(frames: dict[str, pd.DataFrame], n_bins: int = 15, teacher: 
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)).ravel()
     curves = {name: _reliability_bins(frames[name], n_bins) for name in names}
     lower = min(0.5, min(float(layer_probabilities(f)[FINAL_LAYER].max(axis=1).min()) for f in frames.values()))
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=False):
         ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.8)
         if teacher is not None and teacher in curves and name != teacher:
             t_conf, t_acc, _, _ = curves[teacher]
@@ -201,14 +223,17 @@ def reliability_png(frames: dict[str, pd.DataFrame], n_bins: int = 15, teacher: 
         ax.set_xlim(max(0.0, lower - 0.05), 1.02)
         ax.set_ylim(0.0, 1.02)
         ax.grid(alpha=0.3)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     for ax in axes[::ncols]:
         ax.set_ylabel("accuracy", fontsize=8)
-    for ax in axes[(nrows - 1) * ncols:]:
+    for ax in axes[(nrows - 1) * ncols :]:
         ax.set_xlabel("confidence (max probability)", fontsize=8)
-    fig.suptitle(f"Reliability ({n_bins} bins, test); dashed: perfect calibration"
-                 + (f"; grey: {teacher}" if teacher in curves else ""), fontsize=10)
+    fig.suptitle(
+        f"Reliability ({n_bins} bins, test); dashed: perfect calibration"
+        + (f"; grey: {teacher}" if teacher in curves else ""),
+        fontsize=10,
+    )
     return _png(fig)
 
 
@@ -274,98 +299,206 @@ def training_curves_png(metrics: dict[str, Any]) -> bytes | None:
     nrows = -(-len(keys) // ncols)
     fig = _new_figure(figsize=(4.2 * ncols, 3.0 * nrows + 0.8))
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    for ax, key in zip(axes, keys):
+    for ax, key in zip(axes, keys, strict=False):
         for name, runs in histories.items():
             for k, records in enumerate(runs):
                 points = [(r["epoch"], r[key]) for r in records if _is_number(r.get(key))]
                 if not points:
                     continue
-                epochs, values = zip(*points)
-                ax.plot(epochs, values, marker="o", markersize=3, color=colours[name], alpha=0.9 if k == 0 else 0.45,
-                        label=name if k == 0 else None)
+                epochs, values = zip(*points, strict=True)
+                ax.plot(
+                    epochs,
+                    values,
+                    marker="o",
+                    markersize=3,
+                    color=colours[name],
+                    alpha=0.9 if k == 0 else 0.45,
+                    label=name if k == 0 else None,
+                )
                 chosen = selected[name][k] if k < len(selected[name]) else None
                 if chosen in epochs:
-                    ax.scatter([chosen], [values[epochs.index(chosen)]], s=90, facecolors="none",
-                               edgecolors=colours[name], linewidths=1.5, zorder=4)
+                    ax.scatter(
+                        [chosen],
+                        [values[epochs.index(chosen)]],
+                        s=90,
+                        facecolors="none",
+                        edgecolors=colours[name],
+                        linewidths=1.5,
+                        zorder=4,
+                    )
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    for ax in axes[len(keys):]:
+    for ax in axes[len(keys) :]:
         ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1:len(keys)]:  # a method's own statistic has its model only in its panel
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+    for ax in axes[1 : len(keys)]:  # a method's own statistic has its model only in its panel
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
     fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=min(len(labels), 6))
     several = any(len(runs) > 1 for runs in histories.values())
-    fig.suptitle("Per-epoch curves; ring: the selected epoch" + (" (one line per seed)" if several else ""),
-                 fontsize=10)
+    fig.suptitle(
+        "Per-epoch curves; ring: the selected epoch" + (" (one line per seed)" if several else ""), fontsize=10
+    )
     return _png(fig)
 
 
+#: Marker of each role in the run's Pareto plot (and of the post-processed models and peers in a sweep's).
+ROLE_MARKERS = {"teacher": "X", "student": "o", "postprocessed": "^", "peer": "D"}
+#: How the legends name each role.
+ROLE_NAMES = {
+    "teacher": "teacher",
+    "student": "student",
+    "postprocessed": "post-processed (ThresholdOptimizer)",
+    "peer": "peer (not distilled)",
+}
+
+
+def role_colours(metrics: dict[str, Any]) -> dict[str, Any]:
+    """:func:`model_colours` for the models of a run, a post-processed model drawn in the colour of its source."""
+    models = metrics["models"]
+    own = model_colours([n for n, m in models.items() if m.get("role") != "postprocessed"])
+    return {n: own.get(str(m.get("source")), "0.5") if n not in own else own[n] for n, m in models.items()}
+
+
+def _front_label(roles: Sequence[Any]) -> str:
+    """The legend of the Pareto front: of the students, and of the post-processed models and peers drawn."""
+    kinds = [k for k, shown in (("post-processed", "postprocessed"), ("peers", "peer")) if shown in roles]
+    return f"Pareto front (students{''.join(f', {k}' for k in kinds)})"
+
+
 def run_pareto_png(metrics: dict[str, Any]) -> bytes | None:
-    """The run's trade-offs: accuracy against worst-group accuracy and against MAD, one point per model with its
-    bootstrap intervals (``intervals`` section) as error bars and the students' Pareto front ringed; every point
-    labelled (models at one place share a label). None without the section."""
+    """The run's trade-offs: accuracy against worst-group accuracy, against MAD and against EO difference, one
+    point per model (teacher, students, post-processed models, peers; marker by role) with its bootstrap
+    intervals (``intervals`` section) as error bars, and the Pareto front of every model but the teacher ringed
+    and joined; every point labelled (models at one place share a label). None without the section."""
     section = metrics.get("intervals")
     if not section or not section.get("models"):
         return None
     entries = section["models"]
     names = list(entries)
-    colours = model_colours(list(metrics["models"]))
-    roles = {name: metrics["models"].get(name, {}).get("role") for name in names}
-    fig = _new_figure(figsize=(12.0, 5.2))
-    axes = fig.subplots(1, 2, sharey=True)
-    panels = (("worst_group_accuracy", "worst-group accuracy (higher is better)", True),
-              ("recall_disparity_mad", "recall disparity MAD (lower is better)", False))
+    models = metrics["models"]
+    colours = role_colours(metrics)
+    roles = {name: models.get(name, {}).get("role", "student") for name in names}
+    labels = [display_name(name, models.get(name)) for name in names]
+    fig = _new_figure(figsize=(17.0, 5.4))
+    axes = fig.subplots(1, 3, sharey=True)
+    panels = (
+        ("worst_group_accuracy", "worst-group accuracy (higher is better)", True),
+        ("recall_disparity_mad", "recall disparity MAD (lower is better)", False),
+        ("eo_difference", "equalized-odds difference (lower is better)", False),
+    )
     all_texts = []
-    for ax, (key, label, higher) in zip(axes, panels):
-        xs = np.array([_interval_value(entries[n], key) for n in names])
+    for ax, (key, label, higher) in zip(axes, panels, strict=True):
+        xs = np.array([_pareto_value(metrics, entries[n], n, key) for n in names])
         ys = np.array([_interval_value(entries[n], "accuracy") for n in names])
-        for name, xv, yv in zip(names, xs, ys):
+        for name, xv, yv in zip(names, xs, ys, strict=True):
             if not (np.isfinite(xv) and np.isfinite(yv)):
                 continue
-            teacher = roles[name] == "teacher"
-            ax.errorbar([xv], [yv], xerr=_bar(entries[name], key), yerr=_bar(entries[name], "accuracy"),
-                        fmt="X" if teacher else "o", markersize=9 if teacher else 6, color=colours[name],
-                        ecolor=colours[name], elinewidth=1.0, capsize=2, alpha=0.9, zorder=4 if teacher else 3)
-        students = np.array([roles[n] == "student" for n in names])
-        front = pareto_front(np.where(students, xs, np.nan), np.where(students, ys, np.nan), higher, True)
+            role = roles[name]
+            ax.errorbar(
+                [xv],
+                [yv],
+                xerr=_bar(entries[name], key),
+                yerr=_bar(entries[name], "accuracy"),
+                fmt=ROLE_MARKERS.get(role, "o"),
+                markersize=9 if role == "teacher" else 6,
+                color=colours.get(name, "0.5"),
+                ecolor=colours.get(name, "0.5"),
+                elinewidth=1.0,
+                capsize=2,
+                alpha=0.9,
+                zorder=4 if role == "teacher" else 3,
+            )
+        compared = np.array([roles[n] != "teacher" for n in names])
+        front = pareto_front(np.where(compared, xs, np.nan), np.where(compared, ys, np.nan), higher, True)
         if front.any():
             order = np.argsort(xs[front])
-            ax.plot(xs[front][order], ys[front][order], color="black", linestyle="--", linewidth=1, zorder=2,
-                    marker="o", markersize=14, markerfacecolor="none", markeredgecolor="black", markeredgewidth=0.8)
+            ax.plot(
+                xs[front][order],
+                ys[front][order],
+                color="black",
+                linestyle="--",
+                linewidth=1,
+                zorder=2,
+                marker="o",
+                markersize=14,
+                markerfacecolor="none",
+                markeredgecolor="black",
+                markeredgewidth=0.8,
+            )
         ax.margins(0.12)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
         fig.canvas.draw()
         texts = []
         left, right = ax.get_xlim()
-        for (xv, yv), at in _places(names, xs, ys).items():
+        for (xv, yv), at in _places(labels, xs, ys).items():
             to_left = (xv - left) > 0.6 * (right - left)
-            text = ax.annotate(", ".join(at), (xv, yv), textcoords="offset points", xytext=(-7 if to_left else 7, 5),
-                               ha="right" if to_left else "left", fontsize=8, zorder=6,
-                               arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5, "shrinkA": 0,
-                                           "shrinkB": 4})
+            text = ax.annotate(
+                ", ".join(at),
+                (xv, yv),
+                textcoords="offset points",
+                xytext=(-7 if to_left else 7, 5),
+                ha="right" if to_left else "left",
+                fontsize=8,
+                zorder=6,
+                arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5, "shrinkA": 0, "shrinkB": 4},
+            )
             text.set_in_layout(False)
             texts.append(text)
         all_texts.append(texts)
     axes[0].set_ylabel("accuracy (test)")
-    handles = [Line2D([], [], marker="X", linestyle="none", color="0.35", markersize=8, label="teacher"),
-               Line2D([], [], marker="o", linestyle="none", color="0.35", label="student"),
-               Line2D([], [], color="black", linestyle="--", linewidth=1, marker="o", markersize=10,
-                      markerfacecolor="none", markeredgecolor="black", label="Pareto front (students)")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8)
+    shown_roles = [r for r in ROLE_MARKERS if r in roles.values() or r in ("teacher", "student")]
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker=ROLE_MARKERS[r],
+            linestyle="none",
+            color="0.35",
+            markersize=8 if r == "teacher" else 6,
+            label=ROLE_NAMES[r],
+        )
+        for r in shown_roles
+    ]
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            marker="o",
+            markersize=10,
+            markerfacecolor="none",
+            markeredgecolor="black",
+            label=_front_label(list(roles.values())),
+        )
+    )
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     level = round(100 * section.get("confidence", 0.95))
-    fig.suptitle(f"Accuracy vs fairness ({section.get('split', 'test')}; bars: {level}% bootstrap intervals over "
-                 f"{section.get('resamples', 0):,} resamples of the test examples)", fontsize=10)
+    fig.suptitle(
+        f"Accuracy vs fairness ({section.get('split', 'test')}; bars: {level}% bootstrap intervals over "
+        f"{section.get('resamples', 0):,} resamples of the test examples)",
+        fontsize=10,
+    )
     fig.canvas.draw()
     for texts in all_texts:
         _spread_labels(fig, texts)
     return _png(fig)
+
+
+def _pareto_value(metrics: dict[str, Any], entry: dict[str, Any], name: str, key: str) -> float:
+    """A model's value of ``key`` for the Pareto plot: from its ``intervals`` entry, else (a metric without an
+    interval, such as the EO difference) its test value in ``models``."""
+    if key in entry:
+        return _interval_value(entry, key)
+    value = metrics["models"].get(name, {}).get("splits", {}).get("test", {}).get(key)
+    return np.nan if value is None or isinstance(value, (dict, list)) else float(value)
 
 
 def _interval_value(entry: dict[str, Any], key: str) -> float:
@@ -385,13 +518,15 @@ def _bar(entry: dict[str, Any], key: str) -> list[list[float]] | None:
 def _places(names: Sequence[str], xs: np.ndarray, ys: np.ndarray) -> dict[tuple[float, float], list[str]]:
     """The models drawn at each (finite) position, so that points on top of each other share one label."""
     at: dict[tuple[float, float], list[str]] = {}
-    for name, xv, yv in zip(names, xs, ys):
+    for name, xv, yv in zip(names, xs, ys, strict=True):
         if np.isfinite(xv) and np.isfinite(yv):
             at.setdefault((round(float(xv), 6), round(float(yv), 6)), []).append(name)
     return at
 
 
-def pareto_front(x: Sequence[float], y: Sequence[float], x_higher: bool, y_higher: bool) -> np.ndarray:
+def pareto_front(
+    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, x_higher: bool, y_higher: bool
+) -> np.ndarray:
     """Boolean mask of the points no other point dominates (at least as good on both axes, better on one)."""
     xs = np.asarray(x, dtype=float) * (1 if x_higher else -1)
     ys = np.asarray(y, dtype=float) * (1 if y_higher else -1)
@@ -410,8 +545,10 @@ _STUDENT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
 def tradeoff_png(points: list[dict[str, Any]], title: str) -> bytes:
-    """Sweep trade-offs: accuracy vs recall-disparity MAD and vs worst-group accuracy, one point per
-    (grid point, model), labelled by the swept value; the Pareto front of the students is ringed and joined.
+    """Sweep trade-offs: accuracy vs recall-disparity MAD, vs worst-group accuracy and vs EO difference, one point
+    per (grid point, model), labelled by the swept value; the Pareto front of every model but the teacher
+    (students, post-processed models, peers) is ringed and joined. A post-processed model is drawn as a triangle
+    and a peer as a diamond; a point's ``display`` names its model in the legend (a peer's label).
 
     Every model has its own colour and marker, later models drawn smaller and on top (the teacher's thin ``x`` on
     top of all), so points at one place stay visible; a point's optional ``interval`` (``{metric: [low, high]}``)
@@ -421,18 +558,27 @@ def tradeoff_png(points: list[dict[str, Any]], title: str) -> bytes:
     names = list(dict.fromkeys(p["model"] for p in points))
     colours = model_colours(names)
     markers, k = {}, 0
+    roles = {p["model"]: p.get("role") for p in points}
+    shown = {
+        name: next((p["display"] for p in points if p["model"] == name and p.get("display")), name) for name in names
+    }
     for name in names:
         if any(p.get("role") == "teacher" for p in points if p["model"] == name):
             markers[name] = "x"
+        elif roles[name] in ("postprocessed", "peer"):
+            markers[name] = ROLE_MARKERS[str(roles[name])]
         else:
             markers[name] = _STUDENT_MARKERS[k % len(_STUDENT_MARKERS)]
             k += 1
-    fig = _new_figure(figsize=(13.0, 5.2))
-    axes = fig.subplots(1, 2)
-    panels = (("recall_disparity_mad", "recall disparity MAD (lower is better)", False),
-              ("worst_group_accuracy", "worst-group accuracy (higher is better)", True))
+    fig = _new_figure(figsize=(19.0, 5.2))
+    axes = fig.subplots(1, 3)
+    panels = (
+        ("recall_disparity_mad", "recall disparity MAD (lower is better)", False),
+        ("worst_group_accuracy", "worst-group accuracy (higher is better)", True),
+        ("eo_difference", "equalized-odds difference (lower is better)", False),
+    )
     panel_texts: list[list[Any]] = []
-    for ax, (key, label, higher) in zip(axes, panels):
+    for ax, (key, label, higher) in zip(axes, panels, strict=True):
         students = [p for p in points if p.get("role") != "teacher"]
         places: dict[tuple[float, float], dict[str, list[str]]] = {}
         for rank, name in enumerate(names):
@@ -441,21 +587,41 @@ def tradeoff_png(points: list[dict[str, Any]], title: str) -> bytes:
             ys = [_value(p, "accuracy") for p in mine]
             teacher = markers[name] == "x"
             size = 70 if teacher else max(24.0, 80.0 - 10.0 * rank)
-            ax.scatter(xs, ys, color=colours[name], marker=markers[name], s=size, label=name, zorder=4.5 if teacher else 3 + 0.01 * rank,
-                       linewidths=1.5 if teacher else 0.6, edgecolors=None if teacher else "white", alpha=0.9)
+            ax.scatter(
+                xs,
+                ys,
+                color=colours[name],
+                marker=markers[name],
+                s=size,
+                label=shown[name],
+                zorder=4.5 if teacher else 3 + 0.01 * rank,
+                linewidths=1.5 if teacher else 0.6,
+                edgecolors=None if teacher else "white",
+                alpha=0.9,
+            )
             _error_bars(ax, mine, xs, ys, key, colours[name])
             for place, labels in _coincident_labels(mine, xs, ys).items():
-                places.setdefault(place, {})[name] = (
-                    ["every point"] if len(labels) == len(mine) > 1 else labels)
+                places.setdefault(place, {})[name] = ["every point"] if len(labels) == len(mine) > 1 else labels
         if students:
-            xs = np.array([_value(p, key) for p in students], dtype=float)
-            ys = np.array([_value(p, "accuracy") for p in students], dtype=float)
-            front = pareto_front(xs, ys, higher, True)
+            student_xs = np.array([_value(p, key) for p in students], dtype=float)
+            student_ys = np.array([_value(p, "accuracy") for p in students], dtype=float)
+            front = pareto_front(student_xs, student_ys, higher, True)
             if front.any():
-                order = np.argsort(xs[front])
-                ax.plot(xs[front][order], ys[front][order], color="black", linewidth=1, linestyle="--", zorder=2,
-                        marker="o", markersize=15, markerfacecolor="none", markeredgecolor="black",
-                        markeredgewidth=1.0, label="Pareto front (students)")
+                order = np.argsort(student_xs[front])
+                ax.plot(
+                    student_xs[front][order],
+                    student_ys[front][order],
+                    color="black",
+                    linewidth=1,
+                    linestyle="--",
+                    zorder=2,
+                    marker="o",
+                    markersize=15,
+                    markerfacecolor="none",
+                    markeredgecolor="black",
+                    markeredgewidth=1.0,
+                    label=_front_label(list(roles.values())),
+                )
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy (test)")
         ax.grid(alpha=0.3)
@@ -465,17 +631,26 @@ def tradeoff_png(points: list[dict[str, Any]], title: str) -> bytes:
             models_of: dict[str, list[str]] = {}  # label text → the models at this place that it labels
             for model, labels in by_model.items():
                 models_of.setdefault(", ".join(labels), []).append(model)
-            text = next(iter(models_of)) if len(by_model) == 1 else "\n".join(
-                f"{', '.join(models)}: {labels}" for labels, models in models_of.items())
-            annotation = ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(6, 6), fontsize=7, zorder=6,
-                                     arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5,
-                                                 "shrinkA": 0, "shrinkB": 3})
+            text = (
+                next(iter(models_of))
+                if len(by_model) == 1
+                else "\n".join(f"{', '.join(models)}: {labels}" for labels, models in models_of.items())
+            )
+            annotation = ax.annotate(
+                text,
+                (xv, yv),
+                textcoords="offset points",
+                xytext=(6, 6),
+                fontsize=7,
+                zorder=6,
+                arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5, "shrinkA": 0, "shrinkB": 3},
+            )
             annotation.set_in_layout(False)  # a long label must not squeeze the panels
             texts.append(annotation)
         panel_texts.append(texts)
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:]:  # the front may exist on one panel only
-        for handle, text in zip(*ax.get_legend_handles_labels()):
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
             if text not in labels:
                 handles.append(handle)
                 labels.append(text)
@@ -492,10 +667,9 @@ def _value(point: dict[str, Any], key: str) -> float:
     return np.nan if value is None else float(value)
 
 
-def _error_bars(ax: Any, points: list[dict[str, Any]], xs: list[float], ys: list[float], key: str,
-                colour: Any) -> None:
+def _error_bars(ax: Any, points: list[dict[str, Any]], xs: list[float], ys: list[float], key: str, colour: Any) -> None:
     """Horizontal bars of ``key``'s interval and vertical bars of accuracy's, where the points carry them."""
-    for p, xv, yv in zip(points, xs, ys):
+    for p, xv, yv in zip(points, xs, ys, strict=True):
         interval = p.get("interval") or {}
         if not (np.isfinite(xv) and np.isfinite(yv)):
             continue
@@ -503,51 +677,69 @@ def _error_bars(ax: Any, points: list[dict[str, Any]], xs: list[float], ys: list
         xerr = [[max(0.0, xv - x_int[0])], [max(0.0, x_int[1] - xv)]] if x_int else None
         yerr = [[max(0.0, yv - y_int[0])], [max(0.0, y_int[1] - yv)]] if y_int else None
         if xerr is not None or yerr is not None:
-            ax.errorbar([xv], [yv], xerr=xerr, yerr=yerr, fmt="none", ecolor=colour, elinewidth=0.8, alpha=0.45,
-                        capsize=0, zorder=2.5)
+            ax.errorbar(
+                [xv],
+                [yv],
+                xerr=xerr,
+                yerr=yerr,
+                fmt="none",
+                ecolor=colour,
+                elinewidth=0.8,
+                alpha=0.45,
+                capsize=0,
+                zorder=2.5,
+            )
 
 
-def _spread_labels(fig: Figure, texts: list[Any], iterations: int = 200) -> None:
-    """Push overlapping annotation labels apart (a simple repulsion on their pixel boxes, moving their offsets
-    from the point they label; a thin line joins a label moved away to its point)."""
+def _spread_labels(fig: Figure, texts: list[Any]) -> None:
+    """Move overlapping annotation labels apart, vertically: labels are placed from the top down, and one that
+    overlaps a label already placed moves just below it (a thin line joins a moved label to its point).
+
+    The boxes are the labels' text alone (``Text.get_window_extent``): an annotation's own extent includes its
+    connecting line, which grows as the label moves, and pushing on that diverged (labels sent 10¹⁰ points
+    away, which the PNG renderer refuses). Each label moves at most once per label above it, so this ends, and
+    no label moves further than the labels stacked above it."""
     if len(texts) < 2:
         return
-    renderer = fig.canvas.get_renderer()
+    canvas = fig.canvas
+    if not isinstance(canvas, FigureCanvasAgg):  # every figure here gets an Agg canvas in _new_figure
+        raise TypeError(f"label spreading needs a figure drawn by the Agg canvas, got {type(canvas).__name__}")
+    renderer = canvas.get_renderer()
     to_points = 72.0 / fig.dpi
-    for _ in range(iterations):
-        boxes = [t.get_window_extent(renderer).expanded(1.05, 1.15) for t in texts]
-        moved = False
-        for i in range(len(texts)):
-            for j in range(i + 1, len(texts)):
-                a, b = boxes[i], boxes[j]
-                dx = min(a.x1, b.x1) - max(a.x0, b.x0)
-                dy = min(a.y1, b.y1) - max(a.y0, b.y0)
-                if dx <= 0 or dy <= 0:
-                    continue
-                moved = True
-                # move apart vertically (labels are wide): the upper one up, the lower one down
-                step = (dy / 2 + 1) * to_points
-                upper, lower = (i, j) if (a.y0 + a.y1) >= (b.y0 + b.y1) else (j, i)
-                if (a.y0 + a.y1) == (b.y0 + b.y1):
-                    upper, lower = j, i
-                for index, sign in ((upper, 1), (lower, -1)):
-                    ox, oy = texts[index].xyann
-                    texts[index].xyann = (ox, oy + sign * step)
-                boxes[i] = texts[i].get_window_extent(renderer).expanded(1.05, 1.15)
-                boxes[j] = texts[j].get_window_extent(renderer).expanded(1.05, 1.15)
-        if not moved:
-            return
+
+    def box(text: Any) -> Any:
+        return Text.get_window_extent(text, renderer).expanded(1.05, 1.15)
+
+    placed: list[Any] = []
+    for text in sorted(texts, key=lambda t: -box(t).y1):
+        current = box(text)
+        for _ in range(len(placed)):
+            overlaps = [b for b in placed if min(current.x1, b.x1) > max(current.x0, b.x0) and current.overlaps(b)]
+            if not overlaps:
+                break
+            shift = current.y1 - min(b.y0 for b in overlaps) + 1.0  # pixels down, to just below the lowest
+            ox, oy = text.xyann
+            text.xyann = (ox, oy - shift * to_points)
+            current = box(text)
+        placed.append(current)
 
 
-def _coincident_labels(points: list[dict[str, Any]], xs: list[float], ys: list[float]
-                       ) -> dict[tuple[float, float], list[str]]:
+def _coincident_labels(
+    points: list[dict[str, Any]], xs: list[float], ys: list[float]
+) -> dict[tuple[float, float], list[str]]:
     """The labels of the points drawn at each position (finite ones only), so that points on top of each other
     (e.g. a teacher loaded from one checkpoint at every grid point) get one readable label."""
     at: dict[tuple[float, float], list[str]] = {}
-    for p, xv, yv in zip(points, xs, ys):
+    for p, xv, yv in zip(points, xs, ys, strict=True):
         if np.isfinite(xv) and np.isfinite(yv):
             at.setdefault((round(float(xv), 6), round(float(yv), 6)), []).append(str(p["label"]))
     return at
+
+
+def _with_probabilities(metrics: dict[str, Any], frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The frames of the models with probabilities: not the one-hot labels of post-processed models and peers."""
+    roles = {name: model.get("role", "student") for name, model in metrics["models"].items()}
+    return {name: frame for name, frame in frames.items() if roles.get(name, "student") in ("teacher", "student")}
 
 
 def run_figures(
@@ -559,44 +751,84 @@ def run_figures(
     figures = []
     pareto = run_pareto_png(metrics)
     if pareto is not None:
-        figures.append(FigureFile(
-            "pareto", "Accuracy vs worst-group accuracy and vs MAD",
-            "One point per model (teacher: ×); bars: bootstrap percentile intervals of accuracy and of the "
-            "fairness metric over resamples of the test examples; ringed and joined: the students' Pareto front "
-            "(no other student is better on both axes)."
-            + (" Values are means over seeds; each resample uses the same test examples for every seed."
-               if len(seeds) > 1 else ""), pareto))
+        figures.append(
+            FigureFile(
+                "pareto",
+                "Accuracy vs worst-group accuracy, MAD and EO difference",
+                "One point per model (teacher: ×; post-processed models: ▲ in their source's colour; peers, the "
+                "non-distilled references: ◆); bars: bootstrap percentile intervals of accuracy and of the fairness "
+                "metric over resamples of the test examples (the EO panel: accuracy only); ringed and joined: the "
+                "Pareto front of every model but the teacher (no other one is better on both axes)."
+                + (
+                    " Values are means over seeds; each resample uses the same test examples for every seed."
+                    if len(seeds) > 1
+                    else ""
+                ),
+                pareto,
+            )
+        )
     figures += [
-        FigureFile("recall_disparity", "Per-class recall disparity",
-                   "Recall of each class for one attribute value minus the other (docs/metrics.md); bars near 0 "
-                   "are fair. The legend gives each model's MAD (mean |disparity| over classes).",
-                   recall_disparity_png(metrics)),
-        FigureFile("group_accuracy", "Per-group accuracy",
-                   "Test accuracy of every model on every (label, attribute) group; the worst cell of a row is "
-                   "its worst-group accuracy.", group_accuracy_png(metrics)),
+        FigureFile(
+            "recall_disparity",
+            "Per-class recall disparity",
+            "Recall of each class for one attribute value minus the other (docs/metrics.md); bars near 0 "
+            "are fair. The legend gives each model's MAD (mean |disparity| over classes).",
+            recall_disparity_png(metrics),
+        ),
+        FigureFile(
+            "group_accuracy",
+            "Per-group accuracy",
+            "Test accuracy of every model on every (label, attribute) group; the worst cell of a row is "
+            "its worst-group accuracy.",
+            group_accuracy_png(metrics),
+        ),
     ]
     if "margins" in metrics:
-        figures.append(FigureFile(
-            "confidence_margins", "Confidence margins by layer",
-            "Mean p(1) − p(2) of each early readout and of the final layer, on all test examples and on the "
-            "model's worst group." + first_seed, margins_by_layer_png(metrics["margins"])))
+        figures.append(
+            FigureFile(
+                "confidence_margins",
+                "Confidence margins by layer",
+                "Mean p(1) − p(2) of each early readout and of the final layer, on all test examples and on the "
+                "model's worst group." + first_seed,
+                margins_by_layer_png(metrics["margins"]),
+            )
+        )
     if teacher is not None and students:
-        figures.append(FigureFile(
-            "student_error_margins", "Teacher vs student margins on the student's errors",
-            "Final-layer confidence margins of the teacher and of each student on the test examples that student "
-            "misclassifies (box: quartiles; line: median; triangle: mean)." + first_seed,
-            student_error_margins_png(frames, teacher, students)))
-    figures.append(FigureFile(
-        "reliability", "Reliability diagram",
-        "One panel per model: accuracy against mean confidence in 15 equal-width confidence bins (empty bins "
-        "skipped; marker area ∝ examples in the bin); the teacher's curve in grey in every other panel." + first_seed,
-        reliability_png(frames, teacher=teacher)))
+        figures.append(
+            FigureFile(
+                "student_error_margins",
+                "Teacher vs student margins on the student's errors",
+                "Final-layer confidence margins of the teacher and of each student on the test examples that student "
+                "misclassifies (box: quartiles; line: median; triangle: mean)." + first_seed,
+                student_error_margins_png(frames, teacher, students),
+            )
+        )
+    figures.append(
+        FigureFile(
+            "reliability",
+            "Reliability diagram",
+            "One panel per model: accuracy against mean confidence in 15 equal-width confidence bins (empty bins "
+            "skipped; marker area ∝ examples in the bin); the teacher's curve in grey in every other panel."
+            + (
+                " Post-processed models and peers are left out: they predict hard labels, with no confidence."
+                if len(_with_probabilities(metrics, frames)) < len(frames)
+                else ""
+            )
+            + first_seed,
+            reliability_png(_with_probabilities(metrics, frames), teacher=teacher),
+        )
+    )
     curves = training_curves_png(metrics)
     if curves is not None:
         constant = constant_history_keys(metrics)
         dropped = f" Not drawn (one value throughout): {', '.join(constant)}." if constant else ""
-        figures.append(FigureFile(
-            "training_curves", "Per-epoch curves",
-            "Training loss, validation scores and any per-epoch statistic a method records, per model; a ring "
-            "marks the epoch selected as the model's checkpoint." + dropped, curves))
+        figures.append(
+            FigureFile(
+                "training_curves",
+                "Per-epoch curves",
+                "Training loss, validation scores and any per-epoch statistic a method records, per model; a ring "
+                "marks the epoch selected as the model's checkpoint." + dropped,
+                curves,
+            )
+        )
     return figures

@@ -30,16 +30,22 @@ RESAMPLES = 1000
 CONFIDENCE = 0.95
 
 #: The table's metric columns: title, key, higher is better.
-COLUMNS = (("accuracy", "accuracy", True), ("worst-group acc", "worst_group_accuracy", True),
-           ("MAD", "recall_disparity_mad", False), ("EO diff", "eo_difference", False))
+COLUMNS = (
+    ("accuracy", "accuracy", True),
+    ("worst-group acc", "worst_group_accuracy", True),
+    ("MAD", "recall_disparity_mad", False),
+    ("EO diff", "eo_difference", False),
+)
 #: Metrics that get an interval.
-INTERVAL_KEYS = ("accuracy", "worst_group_accuracy", "recall_disparity_mad")
+INTERVAL_KEYS = ("accuracy", "worst_group_accuracy", "recall_disparity_mad", "eo_difference")
 
 
-def model_intervals(labels: LabelArrays, preds: list[Any], *, resamples: int = RESAMPLES,
-                    confidence: float = CONFIDENCE, seed: int = 0) -> dict[str, list[float] | None]:
-    """Percentile bootstrap intervals of accuracy, worst-group accuracy and recall-disparity MAD of one model
-    (``preds``: its predicted classes, one array per seed). ``None`` where a metric is undefined throughout."""
+def model_intervals(
+    labels: LabelArrays, preds: list[Any], *, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
+) -> dict[str, list[float] | None]:
+    """Percentile bootstrap intervals of accuracy, worst-group accuracy, recall-disparity MAD and EO difference of
+    one model (``preds``: its predicted classes, one array per seed). ``None`` where a metric is undefined
+    throughout."""
     preds = [np.asarray(p).astype(np.int64).reshape(-1) for p in preds]
     n = len(labels)
     rng = np.random.default_rng(seed)
@@ -53,6 +59,7 @@ def model_intervals(labels: LabelArrays, preds: list[Any], *, resamples: int = R
         weights = np.bincount(offsets, minlength=size * n).reshape(size, n).astype(np.float64)
         (values,) = _metric_values(labels, [preds], weights)
         samples["recall_disparity_mad"].append(values["recall_disparity_mad"])
+        samples["eo_difference"].append(values["eo_difference"])
         samples["worst_group_accuracy"].append(1.0 - values["worst_group_error"])
         samples["accuracy"].append(np.mean([weights @ (p == labels.y) for p in preds], axis=0) / n)
         done += size
@@ -65,8 +72,9 @@ def model_intervals(labels: LabelArrays, preds: list[Any], *, resamples: int = R
     return result
 
 
-def run_intervals(run_dir: Path, metrics: dict[str, Any], *, resamples: int = RESAMPLES,
-                  confidence: float = CONFIDENCE) -> dict[str, dict[str, list[float] | None]]:
+def run_intervals(
+    run_dir: Path, metrics: dict[str, Any], *, resamples: int = RESAMPLES, confidence: float = CONFIDENCE
+) -> dict[str, dict[str, list[float] | None]]:
     """Per model of a finished run: :func:`model_intervals` on its test predictions (``{}`` with a warning when
     the predictions cannot be read)."""
     from fairdistill.errors import FairdistillError
@@ -77,11 +85,24 @@ def run_intervals(run_dir: Path, metrics: dict[str, Any], *, resamples: int = RE
         seeds = list(frames)
         reference = next(iter(frames[seeds[0]].values()))
         dataset = metrics["dataset"]
-        labels = LabelArrays.of(reference["y"], reference["attr"], reference["group"], dataset["num_classes"],
-                                len(dataset["attr_names"]), len(dataset["group_names"]))
-        return {name: model_intervals(labels, [frames[s][name]["pred"] for s in seeds], resamples=resamples,
-                                      confidence=confidence, seed=seeds[0])
-                for name in frames[seeds[0]]}
+        labels = LabelArrays.of(
+            reference["y"],
+            reference["attr"],
+            reference["group"],
+            dataset["num_classes"],
+            len(dataset["attr_names"]),
+            len(dataset["group_names"]),
+        )
+        return {
+            name: model_intervals(
+                labels,
+                [frames[s][name]["pred"] for s in seeds],
+                resamples=resamples,
+                confidence=confidence,
+                seed=seeds[0],
+            )
+            for name in frames[seeds[0]]
+        }
     except (FairdistillError, OSError, ValueError, KeyError) as exc:
         log.warning("sweep report: no intervals for %s (%s)", run_dir.name, exc)
         return {}
@@ -97,21 +118,36 @@ def _cell(entry: dict[str, Any], key: str) -> str:
 
 def report_table(document: dict[str, Any]) -> tuple[ComparisonTable, list[int]]:
     """The report's table (metric [95% interval] per cell, where trained) and the positions of reused rows."""
-    rows, values, reused_rows = [], [], []
+    rows: list[list[str]] = []
+    values: list[list[float | None]] = []
+    reused_rows: list[int] = []
     for point in document["points"]:
         for name, entry in point["models"].items():
             reused = entry.get("reused_from")
             if reused:
                 reused_rows.append(len(rows))
-            rows.append([point["label"], name, *(_cell(entry, key) for _, key, _ in COLUMNS),
-                         f"reused from {reused}" if reused else (point.get("run_dir") or "—")])
+            rows.append(
+                [
+                    point["label"],
+                    entry.get("display") or name,
+                    *(_cell(entry, key) for _, key, _ in COLUMNS),
+                    f"reused from {reused}" if reused else (point.get("run_dir") or "—"),
+                ]
+            )
             values.append([None, None, *(entry.get(key) for _, key, _ in COLUMNS), None])
     table = ComparisonTable(
-        ["point", "model", *(title for title, _, _ in COLUMNS), "trained in"], rows, values,
+        ["point", "model", *(title for title, _, _ in COLUMNS), "trained in"],
+        rows,
+        values,
         [None, None, *(higher for _, _, higher in COLUMNS), None],
-        notes=((f"Test split. Brackets: {CONFIDENCE:.0%} percentile bootstrap intervals over {RESAMPLES} resamples "
-                "of the test examples. \"reused from pK\": the model did not change at this point and was not "
-                "retrained; its numbers are those of point pK."),))
+        notes=(
+            (
+                f"Test split. Brackets: {CONFIDENCE:.0%} percentile bootstrap intervals over {RESAMPLES} resamples "
+                'of the test examples. "reused from pK": the model did not change at this point and was not '
+                "retrained; its numbers are those of point pK."
+            ),
+        ),
+    )
     return table, reused_rows
 
 
@@ -125,40 +161,72 @@ def _facts(document: dict[str, Any]) -> list[str]:
     facts = [f"config: {document['config']}", f"grid: {grid}"]
     if document.get("overrides"):
         facts.append(f"overrides: {' '.join(document['overrides'])}")
-    facts.append(f"{len(points)} points, {len(runs)} runs, {trained} models trained, {reused} of {len(rows)} "
-                 f"rows reused from an earlier point" + (f", {document['seconds']:.1f} s" if "seconds" in document
-                                                         else ""))
+    facts.append(
+        f"{len(points)} points, {len(runs)} runs, {trained} models trained, {reused} of {len(rows)} "
+        f"rows reused from an earlier point" + (f", {document['seconds']:.1f} s" if "seconds" in document else "")
+    )
     return facts
 
 
-_PLOT_CAPTION = ("Test accuracy against recall-disparity MAD (left) and worst-group accuracy (right), one marker "
-                 "per (grid point, model), labelled by the swept value; bars: 95% bootstrap intervals; the dashed "
-                 "line and rings mark the students' Pareto front.")
+_PLOT_CAPTION = (
+    "Test accuracy against recall-disparity MAD (left), worst-group accuracy (middle) and equalized-odds "
+    "difference (right), one marker per (grid point, model), labelled by the swept value (post-processed "
+    "models: triangles; peers, the non-distilled references: diamonds); bars: 95% bootstrap intervals; the "
+    "dashed line and rings mark the Pareto front of every model but the teacher."
+)
 
 
 def render_sweep_html(document: dict[str, Any], png: bytes) -> str:
     table, reused_rows = report_table(document)
     classes = {(i, j): "reused" for i in reused_rows for j in range(len(table.headers))}
     facts = "".join(f'<p class="facts">{_e(f)}</p>' for f in _facts(document))
-    runs = "".join(f'<li>{_e(p["label"])}: <a href="{_e(p["run_dir"])}/report.html">{_e(p["run_dir"])}</a></li>'
-                   if p.get("run_dir") else f'<li>{_e(p["label"])}: no run (every model reused)</li>'
-                   for p in document["points"])
+    runs = "".join(
+        f'<li>{_e(p["label"])}: <a href="{_e(p["run_dir"])}/report.html">{_e(p["run_dir"])}</a></li>'
+        if p.get("run_dir")
+        else f"<li>{_e(p['label'])}: no run (every model reused)</li>"
+        for p in document["points"]
+    )
     css = _CSS + "td.reused { color: var(--muted); font-style: italic; }\n"
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(document["name"])}: sweep'
-            f'</title><style>{css}</style></head><body>\n<h1>{_e(document["name"])}: sweep</h1>{facts}\n'
-            f'<h2>Trade-off</h2><figure><img alt="trade-off plot" src="{_data_uri(png)}">'
-            f'<figcaption>{_e(_PLOT_CAPTION)}</figcaption></figure>\n'
-            f'<h2>Results</h2>{table_html(table, "sweep", highlight=True, text_columns=2, cell_classes=classes)}\n'
-            f'<h2>Runs</h2><ul>{runs}</ul>\n<script>{_JS}</script></body></html>\n')
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(document["name"])}: sweep'
+        f"</title><style>{css}</style></head><body>\n<h1>{_e(document['name'])}: sweep</h1>{facts}\n"
+        f'<h2>Trade-off</h2><figure><img alt="trade-off plot" src="{_data_uri(png)}">'
+        f"<figcaption>{_e(_PLOT_CAPTION)}</figcaption></figure>\n"
+        f"<h2>Results</h2>{table_html(table, 'sweep', highlight=True, text_columns=2, cell_classes=classes)}\n"
+        f"<h2>Runs</h2><ul>{runs}</ul>\n<script>{_JS}</script></body></html>\n"
+    )
 
 
 def render_sweep_markdown(document: dict[str, Any], figure: str = "tradeoff.png") -> str:
     table, _ = report_table(document)
-    runs = [f"- {md_escape(p['label'])}: [{md_escape(p['run_dir'])}]({p['run_dir']}/report.md)" if p.get("run_dir")
-            else f"- {md_escape(p['label'])}: no run (every model reused)" for p in document["points"]]
-    return "\n".join([f"# {md_escape(document['name'])}: sweep", "", *(f"- {md_escape(f)}" for f in _facts(document)),
-                      "", "## Trade-off", "", f"![trade-off plot]({figure})", "", md_escape(_PLOT_CAPTION), "",
-                      "## Results", "", to_markdown(table), "", "## Runs", "", *runs, ""])
+    runs = [
+        f"- {md_escape(p['label'])}: [{md_escape(p['run_dir'])}]({p['run_dir']}/report.md)"
+        if p.get("run_dir")
+        else f"- {md_escape(p['label'])}: no run (every model reused)"
+        for p in document["points"]
+    ]
+    return "\n".join(
+        [
+            f"# {md_escape(document['name'])}: sweep",
+            "",
+            *(f"- {md_escape(f)}" for f in _facts(document)),
+            "",
+            "## Trade-off",
+            "",
+            f"![trade-off plot]({figure})",
+            "",
+            md_escape(_PLOT_CAPTION),
+            "",
+            "## Results",
+            "",
+            to_markdown(table),
+            "",
+            "## Runs",
+            "",
+            *runs,
+            "",
+        ]
+    )
 
 
 def write_sweep_report(sweep_dir: Path, document: dict[str, Any], png: bytes) -> tuple[Path, Path]:

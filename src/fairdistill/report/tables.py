@@ -22,6 +22,14 @@ COMPARISON_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("ECE", "ece", False),
 )
 
+#: Head / medium / tail class accuracy of long-tailed runs (data/long_tail.py); appended to the default
+#: comparison columns when the split's metrics have them.
+FREQUENCY_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("head acc", "head_accuracy", True),
+    ("medium acc", "medium_accuracy", True),
+    ("tail acc", "tail_accuracy", True),
+)
+
 
 #: The scores always printed in the terminal at the end of a run (abbreviated; see :data:`ABBREVIATIONS`).
 TERMINAL_COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -72,19 +80,27 @@ def comparison_table(
 ) -> ComparisonTable:
     """Model, role, method, parameters, then the split's chosen metrics for every model.
 
-    With several seeds (``splits_std`` present) a cell reads ``mean ± std`` (sample standard deviation).
+    With several seeds (``splits_std`` present) a cell reads ``mean ± std`` (sample standard deviation). The
+    default columns gain :data:`FREQUENCY_COLUMNS` when a model's split has a ``tail_accuracy`` (long-tailed runs).
     """
+    if columns is COMPARISON_COLUMNS and any(
+        "tail_accuracy" in m["splits"].get(split, {}) for m in metrics["models"].values()
+    ):
+        columns = (*columns, *FREQUENCY_COLUMNS)
     headers = ["model", "role", "method", "params", *(title for title, _, _ in columns)]
     rows, values = [], []
     for name, model in metrics["models"].items():
         means = model["splits"].get(split, {})
         stds = model.get("splits_std", {}).get(split)
-        cells = [_fmt_mean_std(means.get(key), None if stds is None else stds.get(key), stds is not None)
-                 for _, key, _ in columns]
-        rows.append([name, model["role"], model["method"], f"{model['params']:,}", *cells])
+        cells = [
+            _fmt_mean_std(means.get(key), None if stds is None else stds.get(key), stds is not None)
+            for _, key, _ in columns
+        ]
+        rows.append([display_name(name, model), model["role"], model["method"], f"{model['params']:,}", *cells])
         values.append([None, None, None, float(model["params"]), *(_number(means.get(key)) for _, key, _ in columns)])
     better = [None, None, None, None, *(higher for _, _, higher in columns)]
-    return ComparisonTable(headers, rows, values, better, undefined_notes(metrics, split, columns))
+    notes = (*undefined_notes(metrics, split, columns), *extra_rows_notes(metrics, split))
+    return ComparisonTable(headers, rows, values, better, notes)
 
 
 def terminal_table(metrics: dict[str, Any], split: str = "test", width: int = 80) -> ComparisonTable:
@@ -96,13 +112,22 @@ def terminal_table(metrics: dict[str, Any], split: str = "test", width: int = 80
     models = metrics["models"]
     several = any("splits_std" in m for m in models.values())
     scores = (*TERMINAL_COLUMNS, *TERMINAL_EXTRA_COLUMNS)
-    cells: dict[str, list[str]] = {"model": list(models), "role": [m["role"] for m in models.values()],
-                                   "method": [str(m["method"]) for m in models.values()],
-                                   "params": [f"{m['params']:,}" for m in models.values()]}
+    cells: dict[str, list[str]] = {
+        "model": [display_name(name, m) for name, m in models.items()],
+        "role": [m["role"] for m in models.values()],
+        "method": [str(m["method"]) for m in models.values()],
+        "params": [f"{m['params']:,}" for m in models.values()],
+    }
     for title, key, _ in scores:
-        cells[title] = [_fmt_mean_std(m["splits"].get(split, {}).get(key),
-                                      m.get("splits_std", {}).get(split, {}).get(key), several, compact=True)
-                        for m in models.values()]
+        cells[title] = [
+            _fmt_mean_std(
+                m["splits"].get(split, {}).get(key),
+                m.get("splits_std", {}).get(split, {}).get(key),
+                several,
+                compact=True,
+            )
+            for m in models.values()
+        ]
     chosen = ["model", *(title for title, _, _ in TERMINAL_COLUMNS)]
     for extra in ("role", "params", *(title for title, _, _ in TERMINAL_EXTRA_COLUMNS), "method"):
         if table_width({h: cells[h] for h in [*chosen, extra]}) <= width:
@@ -111,7 +136,8 @@ def terminal_table(metrics: dict[str, Any], split: str = "test", width: int = 80
     headers = [h for h in order if h in chosen]
     rows = [[cells[h][i] for h in headers] for i in range(len(models))]
     shown = tuple(c for c in scores if c[0] in headers)
-    return ComparisonTable(headers, rows, notes=undefined_notes(metrics, split, shown), legend=legend(headers))
+    notes = (*undefined_notes(metrics, split, shown), *extra_rows_notes(metrics, split))
+    return ComparisonTable(headers, rows, notes=notes, legend=legend(headers))
 
 
 def table_width(columns: dict[str, list[str]]) -> int:
@@ -131,8 +157,9 @@ def legend(headers: list[str]) -> str:
     return "; ".join(parts)
 
 
-def undefined_notes(metrics: dict[str, Any], split: str,
-                    columns: tuple[tuple[str, str, bool], ...] = COMPARISON_COLUMNS) -> tuple[str, ...]:
+def undefined_notes(
+    metrics: dict[str, Any], split: str, columns: tuple[tuple[str, str, bool], ...] = COMPARISON_COLUMNS
+) -> tuple[str, ...]:
     """One footnote per recorded reason why shown metrics are undefined (null) on ``split``
     (``splits.<split>.undefined`` of :func:`~fairdistill.evaluate.metrics.compute_metrics`), naming the metrics
     and the models."""
@@ -143,9 +170,41 @@ def undefined_notes(metrics: dict[str, Any], split: str,
             reason = (values.get("undefined") or {}).get(key)
             if reason and values.get(key) is None:
                 titles, models = by_reason.setdefault(reason, ({}, {}))
-                titles[title] = models[name] = None
-    return tuple(f"— = undefined: {', '.join(titles)} of {', '.join(models)} ({split} split): {reason}."
-                 for reason, (titles, models) in by_reason.items())
+                titles[title] = models[display_name(name, model)] = None
+    return tuple(
+        f"— = undefined: {', '.join(titles)} of {', '.join(models)} ({split} split): {reason}."
+        for reason, (titles, models) in by_reason.items()
+    )
+
+
+def display_name(name: str, model: dict[str, Any] | None) -> str:
+    """How tables and figures show a model: by its ``label`` when it has one (a peer: ``peer: expgrad-eo
+    (logistic)``, a non-distilled reference), else by its name."""
+    label = (model or {}).get("label")
+    return str(label) if label else name
+
+
+def extra_rows_notes(metrics: dict[str, Any], split: str = "test") -> tuple[str, ...]:
+    """What the post-processed and peer rows are (one note each kind present); () for a run without them."""
+    models = metrics["models"]
+    notes = []
+    post = [m for m in models.values() if m.get("role") == "postprocessed"]
+    if post:
+        settings = post[0].get("postprocess") or {}
+        criterion = settings.get("constraints", "a fairness criterion")
+        in_sample = " (so these val numbers are in-sample)" if split == "val" else ""
+        notes.append(
+            f"…+threshold: the model named before the + post-processed by fairlearn's ThresholdOptimizer "
+            f"({criterion}, objective {settings.get('objective', 'accuracy_score')}), fitted on the val split"
+            f"{in_sample}; its predictions are randomised hard labels (drawn with the run's seed), so calibration is "
+            "undefined."
+        )
+    if any(m.get("role") == "peer" for m in models.values()):
+        notes.append(
+            "peer: a non-distilled reference, fairlearn's ExponentiatedGradient around a scikit-learn classifier "
+            "fitted on the run's train split (no teacher); randomised hard labels, drawn with the run's seed."
+        )
+    return tuple(notes)
 
 
 def amplification_table(metrics: dict[str, Any]) -> ComparisonTable | None:
@@ -165,14 +224,22 @@ def amplification_table(metrics: dict[str, Any]) -> ComparisonTable | None:
             interval = "—" if low is None or high is None else f"[{low:+.4f}, {high:+.4f}]"
             relative = entry.get("relative")
             delta = entry.get("delta")
-            rows.append([
-                student, METRIC_TITLES.get(key, key), _fmt(entry.get("teacher")), _fmt(entry.get("student")),
-                "—" if delta is None else f"{delta:+.4f}", interval,
-                "—" if relative is None else f"{100 * relative:+.1f}%",
-            ])
+            rows.append(
+                [
+                    display_name(student, metrics["models"].get(student)),
+                    METRIC_TITLES.get(key, key),
+                    _fmt(entry.get("teacher")),
+                    _fmt(entry.get("student")),
+                    "—" if delta is None else f"{delta:+.4f}",
+                    interval,
+                    "—" if relative is None else f"{100 * relative:+.1f}%",
+                ]
+            )
             values.append([None, None, entry.get("teacher"), entry.get("student"), delta, low, relative])
-    shown = tuple((METRIC_TITLES.get(key, key), key, False) for key in dict.fromkeys(
-        key for by_metric in section["students"].values() for key in by_metric))
+    shown = tuple(
+        (METRIC_TITLES.get(key, key), key, False)
+        for key in dict.fromkeys(key for by_metric in section["students"].values() for key in by_metric)
+    )
     notes = undefined_notes(metrics, section.get("split", "test"), shown)
     return ComparisonTable(headers, rows, values, [None, None, False, False, False, False, False], notes)
 
@@ -184,15 +251,18 @@ def group_accuracy_table(metrics: dict[str, Any], split: str = "test") -> Compar
     for name, model in metrics["models"].items():
         accuracy = model["splits"].get(split, {}).get("group_accuracy", {})
         numbers = [_number(accuracy.get(g)) for g in groups]
-        rows.append([name, *(_fmt(v) for v in numbers)])
+        rows.append([display_name(name, model), *(_fmt(v) for v in numbers)])
         values.append([None, *numbers])
     return ComparisonTable(["model", *groups], rows, values, [None, *(True for _ in groups)])
 
 
 def compare_table(
-    metrics_a: dict[str, Any], metrics_b: dict[str, Any], split: str = "test",
+    metrics_a: dict[str, Any],
+    metrics_b: dict[str, Any],
+    split: str = "test",
     columns: tuple[tuple[str, str, bool], ...] = COMPARISON_COLUMNS,
-    intervals: dict[str, dict[str, dict[str, Any]]] | None = None, confidence: float = 0.95,
+    intervals: dict[str, dict[str, dict[str, Any]]] | None = None,
+    confidence: float = 0.95,
 ) -> ComparisonTable:
     """Two runs side by side: one row per (model, metric) with run A, run B and B − A.
 
@@ -219,17 +289,23 @@ def compare_table(
             else:
                 entry = intervals.get(name, {}).get(key)
                 low, high = (None, None) if entry is None else (entry.get("ci_low"), entry.get("ci_high"))
-                row += [_verdict(diff, higher, low, high, entry is not None),
-                        "—" if low is None or high is None else f"[{low:+.4f}, {high:+.4f}]"]
+                row += [
+                    _verdict(diff, higher, low, high, entry is not None),
+                    "—" if low is None or high is None else f"[{low:+.4f}, {high:+.4f}]",
+                ]
             rows.append(row)
             values.append([None, None, a, b, diff, *(None for _ in headers[5:])])
-    notes = tuple(f"run {label}: {note}" for label, m in (("A", metrics_a), ("B", metrics_b))
-                  for note in undefined_notes(m, split, columns))
+    notes = tuple(
+        f"run {label}: {note}"
+        for label, m in (("A", metrics_a), ("B", metrics_b))
+        for note in undefined_notes(m, split, columns)
+    )
     return ComparisonTable(headers, rows, values, [None for _ in headers], notes)
 
 
-def _verdict(diff: float | None, higher: bool, low: float | None = None, high: float | None = None,
-             tested: bool | None = None) -> str:
+def _verdict(
+    diff: float | None, higher: bool, low: float | None = None, high: float | None = None, tested: bool | None = None
+) -> str:
     """better / worse / same; with ``tested`` given, better / worse only when [low, high] excludes 0."""
     if diff is None:
         return "—"
@@ -300,8 +376,10 @@ def md_escape(text: Any) -> str:
 
 def to_markdown(table: ComparisonTable) -> str:
     """The table, then its notes (one paragraph each)."""
-    lines = ["| " + " | ".join(map(md_escape, table.headers)) + " |",
-             "|" + "|".join("---" for _ in table.headers) + "|"]
+    lines = [
+        "| " + " | ".join(map(md_escape, table.headers)) + " |",
+        "|" + "|".join("---" for _ in table.headers) + "|",
+    ]
     lines += ["| " + " | ".join(map(md_escape, row)) + " |" for row in table.rows]
     for note in table.notes:
         lines += ["", md_escape(note)]

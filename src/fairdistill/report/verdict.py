@@ -4,7 +4,9 @@ Everything is read from the ``amplification`` section (teacher → student Δ wi
 the models' test accuracy. The verdict is about the recall-disparity MAD and worst-group accuracy of the
 reference student — the one of method ``kd`` (plain distillation) when the run has one, else the first. A
 change counts only when its interval excludes 0; otherwise the sentence says it is not distinguishable from
-noise. Also here: the amplification grid, one row per student and one column per bias metric.
+noise. Post-processed models (``kd+threshold``) count as fixes like other students; peers (non-distilled
+references) never do: the verdict names them in a sentence of their own. Also here: the amplification grid, one
+row per student (post-processed model, peer) and one column per bias metric.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from fairdistill.evaluate.amplification import AMPLIFIED_METRICS, METRIC_TITLES
-from fairdistill.report.tables import ComparisonTable, undefined_notes
+from fairdistill.report.tables import ComparisonTable, display_name, undefined_notes
 
 #: The verdict of a run without a teacher → student comparison.
-NO_VERDICT = ("No teacher → student comparison in this run (no teacher or no student): no verdict on "
-              "amplification.")
+NO_VERDICT = "No teacher → student comparison in this run (no teacher or no student): no verdict on amplification."
 
 #: The bias metrics the verdict is about, in order: the seeds/002 MAD, then worst-group error (1 − WGA).
 VERDICT_METRICS: tuple[str, ...] = ("recall_disparity_mad", "worst_group_error")
@@ -77,20 +78,26 @@ def _cost(metrics: dict[str, Any], name: str, reference: str, split: str) -> str
     return f"at no accuracy cost against {reference} ({change})"
 
 
-def _headline(reference: str, directions: dict[str, str | None], level: int) -> str:
+def _headline(reference: str, directions: dict[str, str], level: int) -> str:
     """Whether distillation amplified bias, by which metrics, in one sentence."""
     names = {key: _NAMES[key][0] for key in directions}
     up = [names[k] for k, d in directions.items() if d == "up"]
     down = [names[k] for k, d in directions.items() if d == "down"]
     if up:
         also = f" (its {' and '.join(down)} improves)" if down else ""
-        return (f"Distillation amplified bias: {reference} is worse than the teacher on {' and '.join(up)}, with "
-                f"{level}% intervals excluding 0{also}.")
+        return (
+            f"Distillation amplified bias: {reference} is worse than the teacher on {' and '.join(up)}, with "
+            f"{level}% intervals excluding 0{also}."
+        )
     if down:
-        return (f"Distillation did not amplify bias: {reference} is better than the teacher on "
-                f"{' and '.join(down)} and no bias metric is worse beyond noise.")
-    return (f"No amplification is shown: {reference}'s changes from the teacher are not distinguishable from "
-            "noise (every interval includes 0).")
+        return (
+            f"Distillation did not amplify bias: {reference} is better than the teacher on "
+            f"{' and '.join(down)} and no bias metric is worse beyond noise."
+        )
+    return (
+        f"No amplification is shown: {reference}'s changes from the teacher are not distinguishable from "
+        "noise (every interval includes 0)."
+    )
 
 
 def _detail(reference: str, key: str, entry: dict[str, Any], level: int) -> str:
@@ -99,10 +106,16 @@ def _detail(reference: str, key: str, entry: dict[str, Any], level: int) -> str:
     direction = _direction(entry)
     t, s = _shown(key, entry["teacher"]), _shown(key, entry["student"])
     worse = {"up": "falls" if inverted else "rises", "down": "rises" if inverted else "falls"}
-    tail = {"up": "excluding 0", "down": "excluding 0",
-            "noise": "not distinguishable from noise: the interval includes 0"}[direction or "noise"]
-    change = f"stays at {t:.3f}" if f"{t:.3f}" == f"{s:.3f}" else (
-        f"{worse.get(direction or '', 'changes')} from {t:.3f} (teacher) to {s:.3f}")
+    tail = {
+        "up": "excluding 0",
+        "down": "excluding 0",
+        "noise": "not distinguishable from noise: the interval includes 0",
+    }[direction or "noise"]
+    change = (
+        f"stays at {t:.3f}"
+        if f"{t:.3f}" == f"{s:.3f}"
+        else (f"{worse.get(direction or '', 'changes')} from {t:.3f} (teacher) to {s:.3f}")
+    )
     measured = f"1 − WGA {_interval(entry, level)}" if inverted else _interval(entry, level)
     return f"{reference}'s {name} {change} ({measured}; {tail})."
 
@@ -111,35 +124,50 @@ def _fix_sentence(metrics: dict[str, Any], section: dict[str, Any], reference: s
     """Which other student brings an amplified metric back to the teacher's level, and at what accuracy cost."""
     split = section.get("split", "test")
     name = _NAMES[key][0]
-    others = {n: by_metric[key] for n, by_metric in section["students"].items()
-              if n != reference and _direction(by_metric.get(key)) is not None}
+    others = {
+        n: by_metric[key]
+        for n, by_metric in _fixes(metrics, section).items()
+        if n != reference and _direction(by_metric.get(key)) is not None
+    }
     if not others:
         return f"No other student in this run to compare with on {name}."
     by_accuracy = sorted(others, key=lambda n: -(_accuracy(metrics, n, split) or 0.0))
     recovered = [n for n in by_accuracy if _direction(others[n]) in ("down", "noise")]
     if not recovered:
         best = min(others, key=lambda n: others[n]["student"])
-        return (f"No method brings {name} back to the teacher's level: the closest, {best} "
-                f"({_shown(key, others[best]['student']):.3f}; {_interval(others[best], level)}), is still worse.")
+        return (
+            f"No method brings {name} back to the teacher's level: the closest, {best} "
+            f"({_shown(key, others[best]['student']):.3f}; {_interval(others[best], level)}), is still worse."
+        )
     best = recovered[0]
     how = "to better than the teacher's" if _direction(others[best]) == "down" else "back to the teacher's level"
-    also = (f" Of the {len(recovered)} methods that bring it back ({', '.join(recovered)}), {best} keeps the most "
-            "accuracy." if recovered[1:] else "")
-    return (f"{best} brings {name} {how} ({_shown(key, others[best]['student']):.3f}; "
-            f"{_interval(others[best], level)}) {_cost(metrics, best, reference, split)}.{also}")
+    also = (
+        f" Of the {len(recovered)} methods that bring it back ({', '.join(recovered)}), {best} keeps the most accuracy."
+        if recovered[1:]
+        else ""
+    )
+    return (
+        f"{best} brings {name} {how} ({_shown(key, others[best]['student']):.3f}; "
+        f"{_interval(others[best], level)}) {_cost(metrics, best, reference, split)}.{also}"
+    )
 
 
 def _best_improvement(metrics: dict[str, Any], section: dict[str, Any], reference: str, level: int) -> str:
     """Without amplification: the most accurate other student whose MAD is below the teacher's beyond noise."""
     key, split = VERDICT_METRICS[0], section.get("split", "test")
-    better = [n for n, by_metric in section["students"].items()
-              if n != reference and _direction(by_metric.get(key)) == "down"]
+    better = [
+        n
+        for n, by_metric in _fixes(metrics, section).items()
+        if n != reference and _direction(by_metric.get(key)) == "down"
+    ]
     if not better:
         return "No other student's MAD differs from the teacher's by more than noise either."
     best = max(better, key=lambda n: _accuracy(metrics, n, split) or 0.0)
     entry = section["students"][best][key]
-    return (f"{best} lowers the MAD below the teacher's ({entry['student']:.3f}; {_interval(entry, level)}) "
-            f"{_cost(metrics, best, reference, split)}.")
+    return (
+        f"{best} lowers the MAD below the teacher's ({entry['student']:.3f}; {_interval(entry, level)}) "
+        f"{_cost(metrics, best, reference, split)}."
+    )
 
 
 def verdict_sentences(metrics: dict[str, Any]) -> list[str]:
@@ -149,8 +177,9 @@ def verdict_sentences(metrics: dict[str, Any]) -> list[str]:
     if not section or not section.get("students"):
         return [NO_VERDICT]
     level = round(100 * section.get("confidence", 0.95))
-    reference = reference_student(metrics, list(section["students"]))
-    assert reference is not None
+    reference = reference_student(metrics, [n for n in section["students"] if _role(metrics, n) == "student"])
+    if reference is None:
+        return [NO_VERDICT]
     entries = section["students"][reference]
     directions = {key: _direction(entries.get(key)) for key in VERDICT_METRICS if key in entries}
     defined = {key: d for key, d in directions.items() if d is not None}
@@ -162,7 +191,43 @@ def verdict_sentences(metrics: dict[str, Any]) -> list[str]:
     sentences += [_fix_sentence(metrics, section, reference, key, level) for key in amplified]
     if not amplified:
         sentences.append(_best_improvement(metrics, section, reference, level))
-    return sentences
+    peers = _peer_sentence(metrics, section, reference)
+    return sentences + ([peers] if peers else [])
+
+
+def _role(metrics: dict[str, Any], name: str) -> str:
+    """A model's role (``student`` for an entry without one)."""
+    return str(metrics["models"].get(name, {}).get("role", "student"))
+
+
+def _fixes(metrics: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+    """The compared models that count as a method fixing the reference student: students and post-processed
+    students; not the post-processed teacher, nor peers (they are no distillation)."""
+    models = metrics["models"]
+
+    def counts(name: str) -> bool:
+        if _role(metrics, name) == "postprocessed":
+            source = models.get(name, {}).get("source")
+            return source in models and _role(metrics, source) == "student"
+        return _role(metrics, name) == "student"
+
+    return {n: by for n, by in section["students"].items() if counts(n)}
+
+
+def _peer_sentence(metrics: dict[str, Any], section: dict[str, Any], reference: str) -> str | None:
+    """The peers' accuracy and MAD next to the reference student's, or None without peers."""
+    split = section.get("split", "test")
+    peers = [n for n in section["students"] if _role(metrics, n) == "peer"]
+    if not peers:
+        return None
+
+    def facts(name: str) -> str:
+        accuracy = _accuracy(metrics, name, split)
+        mad = section["students"][name].get(VERDICT_METRICS[0], {}).get("student")
+        return f"accuracy {'—' if accuracy is None else f'{accuracy:.3f}'}, MAD {'—' if mad is None else f'{mad:.3f}'}"
+
+    shown = "; ".join(f"{display_name(n, metrics['models'].get(n))} {facts(n)}" for n in peers)
+    return f"For reference, without a teacher (not distilled): {shown}; {reference}: {facts(reference)}."
 
 
 def amplification_grid(metrics: dict[str, Any]) -> ComparisonTable | None:
@@ -175,11 +240,13 @@ def amplification_grid(metrics: dict[str, Any]) -> ComparisonTable | None:
     keys = [k for k in AMPLIFIED_METRICS if any(k in by for by in section["students"].values())]
     first = next(iter(section["students"].values()))
     reference = str(section.get("reference", "teacher"))
-    teacher_row = [reference if reference == "teacher" else f"{reference} (teacher)",
-                   *(_value(first.get(k, {}).get("teacher")) for k in keys)]
+    teacher_row = [
+        reference if reference == "teacher" else f"{reference} (teacher)",
+        *(_value(first.get(k, {}).get("teacher")) for k in keys),
+    ]
     rows, values = [teacher_row], [[None, *(first.get(k, {}).get("teacher") for k in keys)]]
     for student, by_metric in section["students"].items():
-        cells, numbers = [student], [None]
+        cells, numbers = [display_name(student, metrics["models"].get(student))], [None]
         for key in keys:
             entry = by_metric.get(key, {})
             cells.append(_grid_cell(entry))
@@ -188,8 +255,10 @@ def amplification_grid(metrics: dict[str, Any]) -> ComparisonTable | None:
         values.append(numbers)
     headers = ["model", *(METRIC_TITLES.get(k, k) for k in keys)]
     shown = tuple((METRIC_TITLES.get(k, k), k, False) for k in keys)
-    legend = (f"Each student cell: its value, then Δ = student − teacher with the {level}% paired-bootstrap "
-              "interval; lower is fairer for every column, so Δ > 0 is amplified bias.")
+    legend = (
+        f"Each student cell: its value, then Δ = student − teacher with the {level}% paired-bootstrap "
+        "interval; lower is fairer for every column, so Δ > 0 is amplified bias."
+    )
     notes = (legend, *undefined_notes(metrics, section.get("split", "test"), shown))
     return ComparisonTable(headers, rows, values, [None, *(False for _ in keys)], notes)
 

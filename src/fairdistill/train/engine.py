@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import time
@@ -33,7 +32,7 @@ from fairdistill.train.checkpoint import (
     restore_rng,
     save_training_checkpoint,
 )
-from fairdistill.train.optim import build_optimizer, build_scheduler
+from fairdistill.train.optim import build_optimizer, build_scheduler, merge_parameter_groups
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +190,15 @@ class _BestEpoch:
         return self.score is not None
 
     def offer(self, record: dict[str, Any], model: TappedModel) -> None:
-        """Keep ``record``'s epoch (and a copy of ``model``'s weights) when it scores higher than the best so far."""
+        """Keep ``record``'s epoch (and a copy of ``model``'s weights) when it scores higher than the best so far.
+
+        ``select: last`` keeps no weights (the model ends holding them); otherwise one ``detach().clone()`` per
+        tensor, made only when the epoch improves."""
         score = _selection_score(record, self.select)
         if self.score is None or score > self.score:
-            self.score, self.epoch, self.weights = score, record["epoch"], copy.deepcopy(model.state_dict())
+            self.score, self.epoch = score, record["epoch"]
+            if self.select != "last":
+                self.weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
 
     def to_saved(self) -> dict[str, Any] | None:
         """The ``best`` entry of a training checkpoint."""
@@ -257,7 +261,7 @@ class _Training:
             return 0
         saved = load_training_checkpoint(self.checkpoint)
         self.raw_model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
+        self.optimizer.load_state_dict(merge_parameter_groups(saved["optimizer"], self.optimizer))
         self.scheduler.load_state_dict(saved["scheduler"])
         self.method.load_state_dict(saved["method"])
         self.state.step, self.state.select_from_epoch = saved["step"], saved["select_from_epoch"]

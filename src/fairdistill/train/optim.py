@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -26,11 +27,38 @@ def build_optimizer(
             continue
         skip = not config.decay_bias_and_norm and (param.ndim <= 1 or name in excluded)
         (plain if skip else decay).append(param)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    if config.weight_decay == 0.0:
+        # one group: Adam's per-group Python runs once per step (in the order decay + plain, so that the
+        # state of a checkpoint written with the two groups maps onto it: see merge_parameter_groups)
+        groups = [{"params": decay + plain, "weight_decay": 0.0}]
+    else:
+        groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": plain, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     return torch.optim.Adam(groups, lr=config.lr)
+
+
+def merge_parameter_groups(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``saved`` (an optimiser state dict) fitted to ``optimizer``'s groups.
+
+    Checkpoints written before the optimiser had one group without weight decay hold two groups (decay, then
+    no-decay) with the same hyperparameters; their parameters, concatenated in that order, are the single group's
+    (state is keyed by position, which does not change). Anything else is returned unchanged, so torch's own
+    checks report a real mismatch.
+    """
+    groups = saved.get("param_groups", [])
+    current = optimizer.param_groups
+    if len(current) != 1 or len(groups) <= 1:
+        return saved
+    if any(g.get("weight_decay", 0.0) != 0.0 for g in groups):
+        raise ValueError(
+            "the training checkpoint's optimiser applies weight decay to some parameters, this run's does not "
+            "(train.weight_decay changed?); resume with the checkpoint's train.weight_decay or start afresh"
+        )
+    merged = {k: v for k, v in groups[0].items() if k != "params"}
+    merged["params"] = [index for g in groups for index in g["params"]]
+    return {**saved, "param_groups": [merged]}
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str) -> float:

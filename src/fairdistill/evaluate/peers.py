@@ -1,0 +1,225 @@
+"""Non-distilled fair references ("peers"): fairlearn's ``ExponentiatedGradient`` reduction (Agarwal et al.,
+*A Reductions Approach to Fair Classification*, ICML 2018, arXiv:1803.02453) around a scikit-learn classifier,
+fitted on the run's own train split and predicted on val and test, so a report can show what a fairness-
+constrained model trained without any teacher reaches on the same data.
+
+Table data only: the peers read the split's feature tensor (one row of numbers per example) as scikit-learn's
+``X``; image and text runs are refused when the run is planned. Two classes only (fairlearn's classification
+moments). The estimators:
+
+- ``logistic``: ``LogisticRegression(max_iter=1000, random_state=seed)`` (lbfgs, C = 1);
+- ``mlp``: ``MLPClassifier`` with the student's hidden layer sizes, trained like the student (its epochs as
+  ``max_iter``, its learning rate and batch size; adam, ``random_state=seed``). ExponentiatedGradient refits
+  it with ``sample_weight``, which ``MLPClassifier.fit`` accepts from scikit-learn 1.7 on.
+
+Like the ThresholdOptimizer, ExponentiatedGradient predicts randomised hard labels (a mixture of classifiers);
+they are drawn by fairlearn's ``predict`` with ``random_state`` = the run's seed and scored as one-hot
+probabilities (:mod:`fairdistill.evaluate.postprocess`). Fitting is deterministic for a seed, so a resumed run
+refits a peer to the same predictions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
+from sklearn.dummy import DummyClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+from fairdistill.config import PeerConfig, RunConfig, TrainConfig
+from fairdistill.data.core import DEFAULT_ENCODING, SplitDataset, Splits
+from fairdistill.errors import ConfigError
+from fairdistill.evaluate.postprocess import hard_predictions
+from fairdistill.evaluate.predict import Predictions
+
+#: The dataset modality peers can read.
+PEER_MODALITY = "tabular"
+
+#: fairlearn's moment of each ``constraint``.
+MOMENTS = {"equalized-odds": EqualizedOdds, "demographic-parity": DemographicParity}
+
+
+@dataclass(frozen=True)
+class PeerPlan:
+    """One peer, resolved: its name, how reports show it and its estimator's settings."""
+
+    name: str
+    label: str
+    config: PeerConfig
+    #: The MLP's hidden layer sizes, epochs, learning rate and batch size (None for logistic regression).
+    hidden: tuple[int, ...] | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+
+    @property
+    def method(self) -> str:
+        """The recipe shown in the tables: ``expgrad(equalized-odds, logistic)``."""
+        size = "" if self.hidden is None else f" {'x'.join(map(str, self.hidden))}"
+        return f"{self.config.kind}({self.config.constraint}, {self.config.estimator}{size})"
+
+    def describe(self) -> dict[str, Any]:
+        """The peer's settings as metrics.json records them."""
+        described: dict[str, Any] = {
+            "kind": self.config.kind,
+            "constraint": self.config.constraint,
+            "estimator": self.config.estimator,
+            "eps": self.config.eps,
+            "max_iter": self.config.max_iter,
+            "fitted_on": "train",
+        }
+        if self.hidden is not None:
+            described.update(hidden=list(self.hidden), epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+        return described
+
+
+def plan_peers(
+    config: RunConfig, modality: str, student_spec: dict[str, Any], student_train: TrainConfig
+) -> list[PeerPlan]:
+    """The run's peers, checked against the data's modality and the student (a ConfigError naming the entry)."""
+    if not config.peers:
+        return []
+    if modality != PEER_MODALITY:
+        raise ConfigError(
+            f"peers: fairlearn's ExponentiatedGradient peers need table data (one row of numeric features per "
+            f"example), but data {config.data.name} is {modality}; remove peers (post-processing, postprocess:, "
+            "works on any data with two classes)"
+        )
+    plans = []
+    for i, peer in enumerate(config.peers):
+        where = f"peers.{i}({peer.default_name if peer.name is None else peer.name})"
+        name = peer.name or peer.default_name
+        label = f"peer: {peer.short_name} ({peer.estimator})"
+        if peer.estimator != "mlp":
+            plans.append(PeerPlan(name, label, peer))
+            continue
+        if "sample_weight" not in inspect.signature(MLPClassifier.fit).parameters:  # scikit-learn < 1.7
+            raise ConfigError(
+                f"{where}: estimator mlp needs MLPClassifier.fit(sample_weight=...) (scikit-learn 1.7 or later) "
+                "for ExponentiatedGradient's reweighting; upgrade scikit-learn or use estimator: logistic"
+            )
+        hidden = peer.hidden if peer.hidden is not None else _student_hidden(student_spec, where)
+        plans.append(
+            PeerPlan(
+                name,
+                label,
+                peer,
+                hidden=tuple(hidden),
+                epochs=peer.epochs if peer.epochs is not None else student_train.epochs,
+                lr=student_train.lr,
+                batch_size=student_train.batch_size,
+            )
+        )
+    return plans
+
+
+def _student_hidden(spec: dict[str, Any], where: str) -> list[int]:
+    """The hidden layer sizes of the student's ``mlp`` (its default when the spec leaves them out)."""
+    if spec.get("name") != "mlp":
+        raise ConfigError(
+            f"{where}.hidden: an mlp peer takes the student's hidden layer sizes, but the student is "
+            f"{spec.get('name')!r}, not an mlp; give the peer hidden: [sizes]"
+        )
+    from fairdistill.models.small import MLPOptions
+
+    return list(MLPOptions.model_validate({k: v for k, v in spec.items() if k != "name"}).hidden)
+
+
+def base_estimator(plan: PeerPlan, seed: int) -> LogisticRegression | MLPClassifier:
+    """The scikit-learn classifier ExponentiatedGradient reweights (a fresh, unfitted one)."""
+    if plan.config.estimator == "logistic":
+        return LogisticRegression(max_iter=1000, random_state=seed)
+    assert plan.hidden is not None and plan.epochs is not None and plan.lr is not None and plan.batch_size is not None
+    return MLPClassifier(
+        hidden_layer_sizes=plan.hidden,
+        max_iter=plan.epochs,
+        learning_rate_init=plan.lr,
+        batch_size=plan.batch_size,
+        random_state=seed,
+    )
+
+
+def exponentiated_gradient(plan: PeerPlan, seed: int) -> ExponentiatedGradient:
+    """fairlearn's ExponentiatedGradient with the peer's constraint around its base estimator."""
+    return ExponentiatedGradient(
+        base_estimator(plan, seed),
+        constraints=MOMENTS[plan.config.constraint](),
+        eps=plan.config.eps,
+        max_iter=plan.config.max_iter,
+    )
+
+
+def features(split: SplitDataset) -> np.ndarray:
+    """A table split's features as an (N, F) float array (scikit-learn's ``X``)."""
+    encoding = split.encodings.get(DEFAULT_ENCODING)
+    if encoding is None or isinstance(encoding, dict) or encoding.ndim != 2:
+        raise ConfigError(
+            f"peers: split {split.name} has no (examples × features) tensor to fit a scikit-learn estimator on"
+        )
+    return encoding.detach().cpu().numpy().astype(np.float64)
+
+
+@dataclass(frozen=True)
+class FittedPeer:
+    """A peer's predictions on val and test (one-hot of the drawn labels), fairlearn's probabilities of each label
+    (``pmf``), the size of one base classifier, how many the mixture holds and the fitting time."""
+
+    predictions: dict[str, Predictions]
+    pmf: dict[str, np.ndarray]
+    params: int
+    mixture: int
+    seconds: float
+    converged: bool
+
+
+def fit_peer(plan: PeerPlan, splits: Splits, seed: int) -> FittedPeer:
+    """Fit the peer on the train split and predict val and test with ``random_state=seed``."""
+    if splits.info.modality != PEER_MODALITY:
+        raise ConfigError(f"peers: need table data, but data {splits.info.name} is {splits.info.modality}")
+    started = time.time()
+    model = exponentiated_gradient(plan, seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(features(splits.train), splits.train.y.numpy(), sensitive_features=splits.train.attr.numpy())
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    predictions, pmf = {}, {}
+    for split_name in ("val", "test"):
+        split: SplitDataset = getattr(splits, split_name)
+        X = features(split)  # noqa: N806 - scikit-learn's name
+        like = Predictions(
+            index=np.arange(len(split)),
+            y=split.y.numpy(),
+            attr=split.attr.numpy(),
+            group=split.group.numpy(),
+            probs=np.zeros((len(split), splits.info.num_classes), dtype=np.float32),
+        )
+        labels = np.asarray(model.predict(X, random_state=seed)).astype(int)
+        predictions[split_name] = hard_predictions(like, labels)
+        pmf[split_name] = np.asarray(model._pmf_predict(X), dtype=np.float64)
+    weights = model.weights_
+    used = [model.predictors_[h] for h in weights.index if weights[h] > 0]
+    trained = [p for p in used if not isinstance(p, DummyClassifier)] or list(model.predictors_)
+    return FittedPeer(
+        predictions,
+        pmf,
+        params=_parameters(trained[0]),
+        mixture=len(used),
+        seconds=time.time() - started,
+        converged=converged,
+    )
+
+
+def _parameters(estimator: Any) -> int:
+    """The number of learned numbers of one fitted base classifier (weights and biases)."""
+    if isinstance(estimator, MLPClassifier):
+        return int(sum(w.size for w in estimator.coefs_) + sum(b.size for b in estimator.intercepts_))
+    if isinstance(estimator, LogisticRegression):
+        return int(np.size(estimator.coef_) + np.size(estimator.intercept_))
+    return 0  # fairlearn's constant (dummy) predictor
