@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,18 +24,10 @@ import torch
 
 from fairdistill.config import load_config
 from fairdistill.experiment import run
+from seed_stats import summarise
 
 DEFAULT = Path(__file__).resolve().parents[1] / "src" / "fairdistill" / "configs" / "default.yaml"
 KEYS = {"accuracy": "accuracy", "worst_group_accuracy": "worst_group_accuracy", "mad": "recall_disparity_mad"}
-
-
-def summarise(values: list[float]) -> dict[str, float | list[float]]:
-    """Mean, sample standard deviation (0 for one value) and the values themselves."""
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "values": values,
-    }
 
 
 def main() -> None:

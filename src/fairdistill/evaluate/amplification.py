@@ -194,8 +194,10 @@ def _with_wga(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {**values, "worst_group_accuracy": 1.0 - values["worst_group_error"]}
 
 
-#: The per-model metrics :func:`model_intervals` gives intervals for (True: higher is better).
+#: The per-model metrics :func:`model_intervals` gives intervals for by default (True: higher is better).
 INTERVAL_METRICS: dict[str, bool] = {"accuracy": True, "worst_group_accuracy": True, "recall_disparity_mad": False}
+#: Every metric :func:`model_intervals` can give an interval for.
+INTERVAL_CHOICES: tuple[str, ...] = (*INTERVAL_METRICS, "eo_difference")
 
 
 def model_intervals(
@@ -205,8 +207,10 @@ def model_intervals(
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    metrics: Sequence[str] = tuple(INTERVAL_METRICS),
 ) -> dict[str, dict[str, float | None]]:
-    """One model's accuracy, worst-group accuracy and recall-disparity MAD with bootstrap percentile intervals.
+    """One model's ``metrics`` (default accuracy, worst-group accuracy and recall-disparity MAD; any of
+    :data:`INTERVAL_CHOICES`) with bootstrap percentile intervals.
 
     ``preds``: predicted classes, one array per seed (the value is the mean over seeds). The resamples are
     the ones :func:`amplification` draws for the same ``seed`` and ``resamples``. Returns per metric
@@ -214,16 +218,19 @@ def model_intervals(
     """
     if not preds:
         raise ValueError("give at least one prediction array")
+    unknown = [key for key in metrics if key not in INTERVAL_CHOICES]
+    if unknown:
+        raise ValueError(f"no interval for {unknown}; choose from {list(INTERVAL_CHOICES)}")
     model = [_checked_pred(labels, p) for p in preds]
     point = _interval_values(_metric_values(labels, [model], np.ones((1, len(labels))))[0])
-    boot: dict[str, list[np.ndarray]] = {key: [] for key in INTERVAL_METRICS}
+    boot: dict[str, list[np.ndarray]] = {key: [] for key in metrics}
     for weights in _resample_weights(len(labels), resamples, seed):
         values = _interval_values(_metric_values(labels, [model], weights)[0])
-        for key in INTERVAL_METRICS:
+        for key in metrics:
             boot[key].append(values[key])
     tail = 100.0 * (1.0 - confidence) / 2.0
     result: dict[str, dict[str, float | None]] = {}
-    for key in INTERVAL_METRICS:
+    for key in metrics:
         resampled = np.concatenate(boot[key])
         resampled = resampled[np.isfinite(resampled)]
         value = _scalar(point[key][0])
@@ -239,6 +246,7 @@ def _interval_values(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "accuracy": values["accuracy"],
         "worst_group_accuracy": 1.0 - values["worst_group_error"],
         "recall_disparity_mad": values["recall_disparity_mad"],
+        "eo_difference": values["eo_difference"],
     }
 
 

@@ -16,10 +16,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fairdistill.atomic_io import write_text
-from fairdistill.evaluate.amplification import _BLOCK_CELLS, LabelArrays, _metric_values
+from fairdistill.evaluate.amplification import LabelArrays
+from fairdistill.evaluate.amplification import model_intervals as evaluated_intervals
 from fairdistill.report.html import _CSS, _JS, _data_uri, _e, table_html
 from fairdistill.report.tables import ComparisonTable, md_escape, to_markdown
 
@@ -44,32 +43,15 @@ def model_intervals(
     labels: LabelArrays, preds: list[Any], *, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
 ) -> dict[str, list[float] | None]:
     """Percentile bootstrap intervals of accuracy, worst-group accuracy, recall-disparity MAD and EO difference of
-    one model (``preds``: its predicted classes, one array per seed). ``None`` where a metric is undefined
-    throughout."""
-    preds = [np.asarray(p).astype(np.int64).reshape(-1) for p in preds]
-    n = len(labels)
-    rng = np.random.default_rng(seed)
-    block = max(1, min(resamples, _BLOCK_CELLS // n))
-    samples: dict[str, list[np.ndarray]] = {key: [] for key in INTERVAL_KEYS}
-    done = 0
-    while done < resamples:
-        size = min(block, resamples - done)
-        indices = rng.integers(0, n, size=(size, n))
-        offsets = (np.arange(size)[:, None] * n + indices).ravel()
-        weights = np.bincount(offsets, minlength=size * n).reshape(size, n).astype(np.float64)
-        (values,) = _metric_values(labels, [preds], weights)
-        samples["recall_disparity_mad"].append(values["recall_disparity_mad"])
-        samples["eo_difference"].append(values["eo_difference"])
-        samples["worst_group_accuracy"].append(1.0 - values["worst_group_error"])
-        samples["accuracy"].append(np.mean([weights @ (p == labels.y) for p in preds], axis=0) / n)
-        done += size
-    tail = 100.0 * (1.0 - confidence) / 2.0
-    result: dict[str, list[float] | None] = {}
-    for key, parts in samples.items():
-        resampled = np.concatenate(parts)
-        resampled = resampled[np.isfinite(resampled)]
-        result[key] = [float(v) for v in np.percentile(resampled, [tail, 100.0 - tail])] if len(resampled) else None
-    return result
+    one model (``preds``: its predicted classes, one array per seed), as ``[low, high]``; ``None`` where a metric
+    is undefined (computed by :func:`fairdistill.evaluate.amplification.model_intervals`)."""
+    intervals = evaluated_intervals(
+        labels, preds, resamples=resamples, confidence=confidence, seed=seed, metrics=INTERVAL_KEYS
+    )
+    return {
+        key: None if entry["ci_low"] is None or entry["ci_high"] is None else [entry["ci_low"], entry["ci_high"]]
+        for key, entry in intervals.items()
+    }
 
 
 def run_intervals(
