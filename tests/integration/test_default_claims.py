@@ -36,7 +36,7 @@ def _test(metrics: dict[str, Any], model: str, key: str) -> float:
 def test_the_default_teacher_is_accurate_but_biased(default_metrics: dict[str, Any]) -> None:
     accuracy = _test(default_metrics, "teacher", "accuracy")
     worst = _test(default_metrics, "teacher", "worst_group_accuracy")
-    assert accuracy >= 0.7
+    assert accuracy >= 0.65  # 0.716-0.734 over seeds 0-2 (benchmarks/results/default_run.json)
     assert worst <= accuracy - 0.15
     # the cosine schedule with `select: last` keeps the teacher's last epoch, the same on every machine
     assert default_metrics["models"]["teacher"]["selected_epoch"] == 20
