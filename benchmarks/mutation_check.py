@@ -189,7 +189,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "early-readout-skips-refit",
         PKG + "distill/readout.py",
-        "            self._fit(features, y, seed=self.context.seed + state.epoch)\n",
+        "            self._fit(features, y, seed=self.context.seed + state.epoch, warm_start=state.epoch > 0)\n",
         "            pass\n",
         (DEBIAS,),
         "the readout head is never fit between epochs (weights from a random head)",

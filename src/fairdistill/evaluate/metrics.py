@@ -198,27 +198,31 @@ def reliability_bins(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """The reliability diagram of ``argmax(probs)``: per non-empty confidence bin (the bins of
     :func:`expected_calibration_error`) the mean confidence, the accuracy and the size; and the ECE."""
+    probs = np.asarray(probs, dtype=np.float64)
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == np.asarray(y)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.searchsorted(edges[1:-1], confidence, side="left"), 0, n_bins - 1)
+    bins = _confidence_bins(confidence, n_bins)
     sizes = np.bincount(bins, minlength=n_bins)
     used = sizes > 0
     mean_conf = np.bincount(bins, weights=confidence, minlength=n_bins)[used] / sizes[used]
     accuracy = np.bincount(bins, weights=correct.astype(float), minlength=n_bins)[used] / sizes[used]
-    ece = float(np.abs(accuracy - mean_conf) @ sizes[used] / sizes.sum())
-    return mean_conf, accuracy, sizes[used], ece
+    return mean_conf, accuracy, sizes[used], _ece(correct, confidence, n_bins)
+
+
+def _confidence_bins(conf: np.ndarray, n_bins: int) -> np.ndarray:
+    """The bin of each confidence among (0, 1/n], (1/n, 2/n], ..., ((n−1)/n, 1] (0-based)."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be positive, got {n_bins}")
+    inner_edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+    # side="left": a confidence equal to an edge falls in the bin that edge closes, (lo, hi].
+    return np.searchsorted(inner_edges, conf, side="left")
 
 
 def _ece(correct: np.ndarray, conf: np.ndarray, n_bins: int) -> float:
     """ECE from per-example correctness and confidence."""
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be positive, got {n_bins}")
     if len(conf) == 0:
         raise ValueError("ECE of an empty set of predictions is undefined")
-    inner_edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-    # side="left": a confidence equal to an edge falls in the bin that edge closes, (lo, hi].
-    bins = np.searchsorted(inner_edges, conf, side="left")
+    bins = _confidence_bins(conf, n_bins)
     sizes = np.bincount(bins, minlength=n_bins)
     acc_sums = np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)
     conf_sums = np.bincount(bins, weights=conf, minlength=n_bins)
