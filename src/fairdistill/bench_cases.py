@@ -33,7 +33,7 @@ from fairdistill.bench import (
 from fairdistill.data.core import DatasetInfo, SplitDataset, Splits, ensure_encoding
 from fairdistill.distill.core import TeacherOutputs
 from fairdistill.errors import FairdistillError
-from fairdistill.models.core import ModelOutput, TappedModel
+from fairdistill.models.core import TappedModel
 
 #: Student, batch size and teacher of each dataset (None: the modality's default teacher).
 SETUPS: dict[str, dict[str, Any]] = {
@@ -93,19 +93,6 @@ def method_cases() -> dict[str, dict[str, Any]]:
         cases[f"kd+{name}"] = case("mixing", name, {"name": f"kd-{name}", "loss": kd, "mixing": {"kind": name}})
     cases["kd+adversary"] = case("adversary", "adversary", {"name": "kd-adversary", "loss": kd, "adversary": {}})
     return cases
-
-
-class LiveTeacher(TeacherOutputs):
-    """Teacher outputs computed every step (a no-grad teacher forward on the batch) instead of read from the
-    cache: what ``fit`` costs when the teacher runs alongside the student."""
-
-    def __init__(self, teacher: TappedModel, split: SplitDataset, cached: TeacherOutputs) -> None:
-        super().__init__(cached.logits, cached.embedding)
-        self.teacher, self.split = teacher.eval(), split
-
-    @torch.no_grad()
-    def lookup(self, index: torch.Tensor, device: torch.device | str) -> ModelOutput:
-        return self.teacher(self.split.take(index.cpu()).to(device).inputs)
 
 
 def text_splits(total: int, seed: int, folder: Path) -> tuple[Splits, str]:
@@ -216,7 +203,7 @@ def _bench_dataset(name: str, settings: BenchSettings, say: Callable[[str], None
                 seed=seed,
                 device="cpu",
             ).method
-            teacher_cache = LiveTeacher(teacher, train, cache_train) if case["teacher"] == "every step" else cache_train
+            live = case["teacher"] == "every step"  # the engine's online teacher (``teacher.online: always``)
             config = TrainConfig(epochs=epochs, lr=LR, batch_size=batch_size)
             result = fit(
                 model,
@@ -225,7 +212,8 @@ def _bench_dataset(name: str, settings: BenchSettings, say: Callable[[str], None
                 config,
                 accelerator=accelerator,
                 seed=seed,
-                teacher_cache=teacher_cache if method.requires_teacher else None,
+                teacher_cache=cache_train if method.requires_teacher and not live else None,
+                teacher=teacher if method.requires_teacher and live else None,
                 desc=case["method"]["name"],
             )
             return result.seconds / epochs

@@ -163,6 +163,29 @@ class RoleConfig(Options):
     select: Selection | None = None
 
 
+#: When the teacher runs during student training (``teacher.online``); see :class:`TeacherConfig`.
+TeacherOnline = Literal["auto", "always", "never"]
+
+
+class TeacherConfig(RoleConfig):
+    """The teacher's section: a role, plus when the teacher runs during the students' training.
+
+    ``online`` (teacher only: ``student.online`` is an unknown field):
+
+    - ``auto`` (default): the teacher runs on every training batch when the train split makes random views
+      (``split.random_views``: an image split with ``train_augment`` other than ``none``), so its outputs are of
+      the very view the student sees; otherwise its outputs on the train split are computed once and cached.
+    - ``always``: the teacher runs on every training batch (the student's batch tensors, eval mode, no
+      gradient), also without augmentation (same results as the cache up to float rounding, slower).
+    - ``never``: always the cache, made of the eval (centre) views; with augmentation on, a warning says the
+      teacher's outputs are then of the centre view, not of the augmented view the student sees.
+
+    Whole-split teacher statistics (KD++'s class means) always come from the cached centre views.
+    """
+
+    online: TeacherOnline = "auto"
+
+
 def check_file_name(name: str, what: str) -> str:
     """``name`` when it is safe as a file name (see SAFE_NAME); otherwise a ValueError saying why."""
     if not SAFE_NAME.match(name):
@@ -305,7 +328,7 @@ class RunConfig(Options):
     #: Several seeds run every model once per seed (tables show mean ± std); omitted → ``[seed]``.
     seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=1000)
     data: ComponentSpec
-    teacher: RoleConfig = RoleConfig()
+    teacher: TeacherConfig = TeacherConfig()
     student: RoleConfig = RoleConfig()
     methods: list[MethodConfig] = Field(min_length=1)
     select: Selection = "val_worst_group_acc"

@@ -44,6 +44,7 @@ from fairdistill.plan import (  # noqa: F401 -- the planning names are also reac
     method_context,
     probe,
     run_cache_dir,
+    teacher_online,
 )
 from fairdistill.progress import ON_SCREEN, SILENT, Progress
 from fairdistill.registry import Options
@@ -316,7 +317,10 @@ def _execute_seed(
         _teacher(plan, splits, accelerator, validate, checkpoints, seed, progress, label("teacher"))
     ]
     teacher_cache = teacher_val = None
+    online = plan.needs_teacher and _teacher_runs_online(plan, splits)
     if plan.needs_teacher:
+        # with an online teacher the train cache (centre views) still serves whole-split statistics (KD++'s class
+        # means) and the embedding width; the per-batch outputs come from the teacher itself
         with progress.phase("teacher outputs on train (cached) and val", spinner=False):
             teacher_cache = load_or_compute(
                 records[0].model,
@@ -360,7 +364,8 @@ def _execute_seed(
             method_plan.train,
             accelerator=accelerator,
             seed=seed,
-            teacher_cache=teacher_cache if method.requires_teacher else None,
+            teacher_cache=teacher_cache if method.requires_teacher and not online else None,
+            teacher=records[0].model if method.requires_teacher and online else None,
             validate=validate,
             select=config.student.select or config.select,
             desc=method_plan.name,
@@ -390,6 +395,18 @@ def _execute_seed(
     with progress.phase(f"evaluating {len(records)} models on val and test" + (f" (seed {seed})" if several else "")):
         _evaluate(plan, splits, accelerator, records, predictions_folder)
     return [*records, *_extra_rows(plan, splits, records, predictions_folder, seed, progress)]
+
+
+def _teacher_runs_online(plan: Plan, splits: Splits) -> bool:
+    """``teacher.online`` against the loaded train split (``random_views``); logged, with a warning when the
+    cached outputs are of the centre view while the student sees random views (``never`` with augmentation)."""
+    random_views = bool(getattr(splits.train, "random_views", False))
+    online, reason = teacher_online(plan.config.teacher.online, random_views, plan.train_augment)
+    if random_views and not online:
+        log.warning(reason)
+    else:
+        log.info(reason)
+    return online
 
 
 def _evaluate(

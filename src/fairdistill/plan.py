@@ -19,7 +19,7 @@ from fairdistill.distill import LOSSES, MethodContext, TeacherOutputs, build_met
 from fairdistill.distill.features import pool_tap
 from fairdistill.distill.method import validate_parts
 from fairdistill.errors import ConfigError, FairdistillError
-from fairdistill.models import MODELS, TappedModel, build_model, default_model_spec
+from fairdistill.models import MODELS, TappedModel, build_model, default_model_spec, resolve_model_spec
 from fairdistill.models.core import check_model_modality
 from fairdistill.output_dirs import check_output_parent
 from fairdistill.registry import Options
@@ -82,6 +82,17 @@ class Plan:
     def needs_teacher(self) -> bool:
         return any(LOSSES.get(m.loss_kind).target.requires_teacher for m in self.methods)
 
+    @property
+    def train_augment(self) -> str:
+        """The dataset's random training views (``train_augment`` of an image dataset), ``none`` otherwise."""
+        return str(getattr(self.data_options, "train_augment", "none"))
+
+    def teacher_mode(self) -> tuple[bool, str]:
+        """Whether the students' teacher runs online, and why, as the dry run prints it (see
+        :func:`teacher_online`; the run decides again from the loaded train split, to the same answer)."""
+        augment = self.train_augment
+        return teacher_online(self.config.teacher.online, augment != "none", augment)
+
     def describe(self) -> str:
         cfg = self.config
         data = {k: v for k, v in self.data_options.model_dump().items() if v is not None}
@@ -103,6 +114,8 @@ class Plan:
             f"select: teacher {cfg.teacher.select or cfg.select}, students {cfg.student.select or cfg.select}",
             "methods:",
         ]
+        if self.needs_teacher:
+            lines.insert(3, self.teacher_mode()[1])
         for m in self.methods:
             opts = m.loss_options.model_dump()
             lines.append(
@@ -110,6 +123,24 @@ class Plan:
                 f"lr {m.train.lr}{_schedule_text(m.train)}, batch {m.train.batch_size}"
             )
         return "\n".join(lines)
+
+
+def teacher_online(mode: str, random_views: bool, augment: str = "random views") -> tuple[bool, str]:
+    """``teacher.online`` resolved: (run the teacher on every training batch?, the reason, for plans and logs).
+
+    ``auto`` is online exactly when the train split serves random views (``split.random_views``); ``always`` and
+    ``never`` are what they say. Cached outputs are of the eval (centre) views.
+    """
+    if mode == "always":
+        return True, "teacher online (teacher.online: always): run on every training batch"
+    if mode == "auto" and random_views:
+        return True, f"teacher online: random train views ({augment}), the teacher runs on each augmented batch"
+    if random_views:
+        return False, (
+            f"teacher cached (teacher.online: never): its outputs are of the centre view, not of the random "
+            f"train views ({augment}) the student sees"
+        )
+    return False, "teacher cached: no random train views" + (" (teacher.online: never)" if mode == "never" else "")
 
 
 def _spec_text(spec: dict[str, Any]) -> str:
@@ -127,7 +158,7 @@ def make_plan(config: RunConfig) -> Plan:
     for role in ("teacher", "student"):
         role_config = getattr(config, role)
         spec = role_config.model.model_dump() if role_config.model is not None else default_model_spec(modality, role)
-        spec = {"name": spec.pop("name"), **spec}
+        spec = resolve_model_spec({"name": spec.pop("name"), **spec}, where=f"{role}.model")
         MODELS.options(spec["name"], {k: v for k, v in spec.items() if k != "name"}, where=f"{role}.model")
         check_model_modality(spec["name"], modality, where=f"{role}.model", dataset=config.data.name)
         checkpoint = None
@@ -179,27 +210,45 @@ def dry_run(config: RunConfig) -> str:
     if plan.needs_teacher:
         usable_cache_dir(run_cache_dir(config))  # warns now, not after the teacher trained, when it cannot be used
     hub_only: list[str] = []
+    #: what only the dataset's files, a model library that is not installed, or a weights download can check
+    files_only: list[str] = []
+    library_only: list[str] = []
+    network_only: list[str] = []
     lines = [plan.describe()]
-    splits = _hub_tolerant(
-        lambda: load_plan_data(plan),
-        bool(getattr(plan.data_options, "hub", False)),
-        f"data ({config.data.name})",
-        hub_only,
-    )
+    missing = {role: _missing_library(getattr(plan, role).spec) for role in ("teacher", "student")}
+    for role, library in missing.items():
+        if library is not None:
+            library_only.append(f"{role}.model ({_spec_text(getattr(plan, role).spec)}): {library}")
+    root = _missing_root(plan.data_options)
+    splits = None
+    if root is not None:
+        files_only.append(f"data ({config.data.name}): its root folder {root} does not exist")
+        files_only.append("models and methods (they need the data's classes and inputs)")
+    else:
+        splits = _hub_tolerant(
+            lambda: load_plan_data(plan),
+            bool(getattr(plan.data_options, "hub", False)),
+            f"data ({config.data.name})",
+            hub_only,
+        )
     if splits is not None:
         counts = ", ".join(f"{name} {len(split):,}" for name, split in splits.items())
         lines.append(
             f"data loaded: {counts} examples; {splits.info.num_classes} classes, {splits.info.num_groups} groups"
         )
-        models = {
-            role: _hub_tolerant(
+        models: dict[str, TappedModel | None] = {}
+        for role in ("teacher", "student"):
+            spec = getattr(plan, role).spec
+            if missing[role] is not None:
+                models[role] = None
+                continue
+            uses_hub, downloads = bool(spec.get("hub")), bool(spec.get("pretrained"))
+            models[role] = _hub_tolerant(
                 partial(build_role_model, plan, role, splits),
-                bool((plan.teacher if role == "teacher" else plan.student).spec.get("hub")),
+                uses_hub or downloads,
                 f"{role}.model",
-                hub_only,
+                hub_only if uses_hub else network_only,
             )
-            for role in ("teacher", "student")
-        }
         teacher, student = models["teacher"], models["student"]
         if teacher is not None and plan.teacher.checkpoint is not None:
             for seed in config.seed_list:
@@ -207,7 +256,9 @@ def dry_run(config: RunConfig) -> str:
                 assert path is not None  # plan.teacher.checkpoint is set
                 load_model_checkpoint(path, teacher, splits.info.num_classes)
         if student is None or teacher is None:
-            hub_only.append("methods (their taps and widths are read from the models)")
+            (hub_only if hub_only else library_only if library_only else network_only).append(
+                "methods (their taps and widths are read from the models)"
+            )
         else:
             for i, method in enumerate(plan.methods):
                 context = method_context(
@@ -218,15 +269,45 @@ def dry_run(config: RunConfig) -> str:
                     epochs=method.train.epochs,
                 )
                 build_method(method.config, context, where=f"methods.{i}({method.name})")
-    else:
+    elif root is None:
         hub_only.append("models and methods (they need the data's classes and inputs)")
-    if hub_only:
-        lines.append("checkable only with access to the Hugging Face hub:")
-        lines += [f"  - {item}" for item in hub_only]
+    for heading, items in (
+        ("access to the Hugging Face hub", hub_only),
+        ("the dataset's files", files_only),
+        ("the model libraries installed", library_only),
+        ("network access (pretrained weights)", network_only),
+    ):
+        if items:
+            lines.append(f"checkable only with {heading}:")
+            lines += [f"  - {item}" for item in items]
+    if hub_only or files_only or library_only or network_only:
         lines.append("config OK as far as it can be checked offline (dry run: nothing trained)")
     else:
         lines.append("config OK (dry run: nothing trained)")
     return "\n".join(lines)
+
+
+def _missing_root(data_options: Options) -> Path | None:
+    """The dataset's ``root:`` folder when the options have one and it does not exist (else None): the files a
+    dry run cannot read. A root that exists is loaded, so malformed files still fail the dry run."""
+    root = getattr(data_options, "root", None)
+    if not isinstance(root, str):
+        return None
+    path = Path(root).expanduser()
+    return None if path.exists() else path.resolve()
+
+
+def _missing_library(spec: dict[str, Any]) -> str | None:
+    """Why the model of ``spec`` cannot be built here: the library it declares (``requires=``) is not installed.
+
+    Only looked up (``importlib.util.find_spec``), never imported: a broken build fails when the model is built."""
+    import importlib.util
+
+    library = MODELS.get(spec["name"]).meta.get("requires")
+    if library is None or importlib.util.find_spec(library) is not None:
+        return None
+    package = library.replace("_", "-")
+    return f"{package} is not installed (pip install {package})"
 
 
 def _hub_tolerant(load: Callable[[], T], uses_hub: bool, what: str, hub_only: list[str]) -> T | None:

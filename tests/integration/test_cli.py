@@ -145,7 +145,11 @@ def test_checkpoint_with_other_class_count_is_refused(tiny_run, tmp_path: Path, 
     [
         ("data.name=mnist-colour", "unknown dataset 'mnist-colour'"),
         ("methods.kd.loss.kind=kdd", "unknown loss 'kdd'. Did you mean 'kd'?"),
-        ("student.model.name=resnet", "Valid model names: cnn, hf, mlp"),
+        (
+            "student.model.name=resnet",
+            "Did you mean 'resnet-small'? "
+            "Valid model names: cnn, efficientnet, hf, mlp, resnet-small, timm, torchvision",
+        ),
         ("student.train.epochs=0", "student.train.epochs: Input should be greater than 0"),
         ("methods.kd.loss.temperature=3", "methods.1(kd).loss.temperature: unknown field"),
         ("teacher.checkpoint=/nonexistent/teacher.pt", "file not found: /nonexistent/teacher.pt"),

@@ -58,7 +58,9 @@ def test_unknown_tap_path_names_the_tap() -> None:
 
 def test_unknown_model_lists_choices_and_suggests() -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown model 'cnnn'\. Did you mean 'cnn'\? Valid model names: cnn, hf, mlp"
+        ConfigError,
+        match=r"unknown model 'cnnn'\. Did you mean 'cnn'\? Valid model names: cnn, efficientnet, hf, mlp, "
+        r"resnet-small, timm, torchvision",
     ):
         build_model({"name": "cnnn"}, IMAGE, where="student.model")
 

@@ -1,7 +1,9 @@
 """Datasets: the shared data types, the built-in loaders and :func:`load_dataset`.
 
 Importing this package registers the built-in loaders in :data:`DATASETS` (``colored-mnist``, ``adult``, and the
-bring-your-own-table ``csv`` and ``parquet``; text: ``multinli``, ``civilcomments``, ``text-table``).
+bring-your-own-table ``csv`` and ``parquet``; images: ``image-csv``, ``waterbirds``, ``celeba``,
+``wider-attribute``; text: ``multinli``, ``civilcomments``,
+``text-table``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fairdistill.data import adult, civilcomments, colored_mnist, multinli, table, text_table  # noqa: F401  (registers the loaders)  # noqa: F401  (the text loaders)
+from fairdistill.data import (  # noqa: F401  (registers the loaders)
+    adult,
+    celeba,
+    civilcomments,
+    colored_mnist,
+    image_csv,
+    multinli,
+    table,
+    text_table,
+    waterbirds,
+    wider_attribute,
+)
 from fairdistill.data.core import (
     DATASETS,
     DEFAULT_ENCODING,

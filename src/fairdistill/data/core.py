@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from pydantic import Field
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from fairdistill.errors import ConfigError
 from fairdistill.registry import Options, Registry
@@ -108,7 +109,7 @@ class SplitDataset(Dataset):
         its items.
         """
         index = torch.as_tensor(index, dtype=torch.long)
-        if type(self).__getitem__ is not SplitDataset.__getitem__:
+        if is_lazy(self):
             return collate([self[i] for i in index.tolist()])
         return Batch(
             inputs={key: _gather(enc, index) for key, enc in self.encodings.items()},
@@ -118,12 +119,38 @@ class SplitDataset(Dataset):
             index=index,
         )
 
+    @property
+    def random_views(self) -> bool:
+        """Whether the training loader serves random views of the examples (augmentation), so that outputs
+        computed once on ``split[i]`` are not of the view a training batch holds. False for in-memory splits."""
+        return False
+
+    def subset(self, index: torch.Tensor) -> SplitDataset:
+        """The examples at ``index`` (positions in this split, in that order) as a split of the same kind: every
+        encoding, label, attribute, group and raw text. Lazy splits override it to subset their sources too."""
+        rows = torch.as_tensor(index, dtype=torch.long)
+        positions = rows.tolist()
+        texts = None if self.texts is None else {k: [v[i] for i in positions] for k, v in self.texts.items()}
+        return dataclasses.replace(
+            self,
+            encodings={key: _gather(enc, rows) for key, enc in self.encodings.items()},
+            y=self.y.index_select(0, rows),
+            attr=self.attr.index_select(0, rows),
+            group=self.group.index_select(0, rows),
+            texts=texts,
+        )
+
     def add_encoding(self, key: str, encoding: Encoding) -> None:
         """Register another encoding of the same examples (same order)."""
         for part in _encoding_parts(encoding):
             if len(part) != len(self):
                 raise ValueError(f"split {self.name}: encoding {key!r} has {len(part)} rows, expected {len(self)}")
         self.encodings[key] = encoding
+
+
+def is_lazy(split: Dataset) -> bool:
+    """Whether ``split`` makes its examples one by one (a subclass overriding ``__getitem__``, e.g. decoded images)."""
+    return type(split).__getitem__ is not SplitDataset.__getitem__
 
 
 def ensure_encoding(model: object, splits: Splits) -> None:
@@ -242,10 +269,25 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         order = self.order()
+        if is_lazy(self.split):
+            return self._lazy_batches(order)
         torch.empty((), dtype=torch.int64).random_()  # the draw DataLoader makes per pass (see the class docstring)
         return (
             self.split.take(order[start : start + self.batch_size]) for start in range(0, len(order), self.batch_size)
         )
+
+    def _lazy_batches(self, order: torch.Tensor) -> Iterator[Batch]:
+        """A lazy split's batches through a DataLoader with the split's ``workers`` (attribute; default 0), in
+        exactly this order. The split's ``epoch_view(seed, epoch)``, when it has one, is given the sampler's seed and
+        epoch (seeded augmentation). The DataLoader makes the per-pass draw itself."""
+        batches = [order[start : start + self.batch_size].tolist() for start in range(0, len(order), self.batch_size)]
+        dataset: Dataset = self.split
+        epoch_view = getattr(self.split, "epoch_view", None)
+        seed = getattr(self.sampler, "seed", None)
+        if epoch_view is not None and seed is not None:
+            dataset = epoch_view(seed, getattr(self.sampler, "epoch", 0))
+        workers = int(getattr(self.split, "workers", 0))
+        return iter(DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate))
 
 
 @dataclass

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from fairdistill.data.core import Encoding, LongTailOptions, SplitDataset, Splits
+from fairdistill.data.core import LongTailOptions, SplitDataset, Splits
 from fairdistill.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -97,23 +97,10 @@ def frequency_groups(train_counts: Sequence[int] | np.ndarray) -> tuple[np.ndarr
 
 
 def subset_split(split: SplitDataset, index: np.ndarray) -> SplitDataset:
-    """The examples ``index`` of ``split`` (every encoding, label, attribute, group and raw text)."""
-    rows = torch.from_numpy(np.asarray(index, dtype=np.int64))
-
-    def take(encoding: Encoding) -> Encoding:
-        if isinstance(encoding, dict):
-            return {k: v[rows] for k, v in encoding.items()}
-        return encoding[rows]
-
-    texts = None if split.texts is None else {k: [v[i] for i in index.tolist()] for k, v in split.texts.items()}
-    return dataclasses.replace(
-        split,
-        encodings={key: take(enc) for key, enc in split.encodings.items()},
-        y=split.y[rows],
-        attr=split.attr[rows],
-        group=split.group[rows],
-        texts=texts,
-    )
+    """The examples ``index`` of ``split`` (every encoding, label, attribute, group and raw text), through the
+    split's own :meth:`~fairdistill.data.core.SplitDataset.subset`, so a lazy split (decoded images) keeps its
+    kind and reads the kept examples' files."""
+    return split.subset(torch.from_numpy(np.asarray(index, dtype=np.int64)))
 
 
 def make_long_tailed(splits: Splits, options: LongTailOptions, seed: int) -> Splits:

@@ -136,9 +136,27 @@ def check_model_modality(name: str, modality: str, *, where: str, dataset: str) 
     )
 
 
-def build_model(spec: Mapping[str, Any], info: DatasetInfo, *, where: str) -> TappedModel:
-    """Build the model named in ``spec`` (``{name: ..., **options}``) for a dataset."""
+def resolve_model_spec(spec: Mapping[str, Any], *, where: str = "model") -> dict[str, Any]:
+    """``{name: "timm:resnet50", ...}`` → ``{name: "timm", arch: "resnet50", ...}`` for a kind registered with
+    the fact ``arch_prefix=True`` (timm, torchvision); any other spec is returned unchanged."""
     spec = dict(spec)
+    name = spec.get("name")
+    if not isinstance(name, str) or ":" not in name:
+        return spec
+    kind, _, arch = name.partition(":")
+    if kind not in MODELS or not MODELS.get(kind).meta.get("arch_prefix"):
+        return spec
+    if "arch" in spec:
+        raise ConfigError(f"{where}.name: {name!r} already names the architecture; remove {where}.arch")
+    if not arch:
+        raise ConfigError(f"{where}.name: {name!r} names no architecture; give it after the colon ({kind}:resnet50)")
+    return {"name": kind, "arch": arch, **{k: v for k, v in spec.items() if k != "name"}}
+
+
+def build_model(spec: Mapping[str, Any], info: DatasetInfo, *, where: str) -> TappedModel:
+    """Build the model named in ``spec`` (``{name: ..., **options}``; ``timm:<arch>`` and ``torchvision:<arch>``
+    name the ``timm`` / ``torchvision`` kind and its ``arch``) for a dataset."""
+    spec = resolve_model_spec(spec, where=where)
     name = spec.pop("name", None)
     if not isinstance(name, str):
         raise ConfigError(f"{where}.name: required field is missing (models: {', '.join(MODELS.names())})")

@@ -1,6 +1,8 @@
-"""Small built-in networks with named taps: an MLP for tables and a CNN for images."""
+"""Small built-in networks with named taps: an MLP for tables, a CNN and a small ResNet for images."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 from torch import nn
@@ -76,3 +78,89 @@ def build_cnn(options: CNNOptions, info: DatasetInfo) -> TappedModel:
     module = SmallCNN(info.input_shape[0], options.width, options.blocks, info.num_classes)
     taps = {f"block{k + 1}": f"blocks.{k}" for k in range(options.blocks)}
     return TappedModel(module, taps=taps, embedding="pool")
+
+
+class ResNetSmallOptions(ModelOptions):
+    #: Channels of ``layer1``..``layer4`` (torchvision's ResNet-18: 64, 128, 256, 512).
+    widths: list[int] = Field(default=[16, 32, 64, 128], min_length=4, max_length=4)
+    #: BasicBlocks per stage (ResNet-18: 2, 2, 2, 2).
+    depths: list[int] = Field(default=[1, 1, 1, 1], min_length=4, max_length=4)
+    #: ``small`` (3×3 stride-1 stem, for 28–64 px images) or ``imagenet`` (7×7 stride-2 conv + max-pool).
+    stem: Literal["small", "imagenet"] = "small"
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 conv-BN layers with an identity (or 1×1 conv-BN projection) shortcut, as torchvision's."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNetSmall(nn.Module):
+    """A ResNet with torchvision's module names: ``conv1 bn1 relu maxpool layer1..layer4 avgpool fc``.
+
+    ``layer1`` keeps the stem's resolution, ``layer2``..``layer4`` each halve it; ``avgpool`` is the global
+    average pool whose flattened output ``fc`` classifies (so the same taps and embedding paths as a
+    torchvision or timm ResNet apply).
+    """
+
+    def __init__(
+        self, in_channels: int, widths: list[int], depths: list[int], num_classes: int, stem: str = "small"
+    ) -> None:
+        super().__init__()
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
+            self.maxpool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        channels = widths[0]
+        for k, (width, depth) in enumerate(zip(widths, depths, strict=True), start=1):
+            stride = 2 if k > 1 else 1  # layer1 keeps the stem's resolution, each later stage halves it
+            blocks = [BasicBlock(channels if i == 0 else width, width, stride if i == 0 else 1) for i in range(depth)]
+            setattr(self, f"layer{k}", nn.Sequential(*blocks))
+            channels = width
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for k in range(1, 5):
+            x = getattr(self, f"layer{k}")(x)
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+#: Taps of a torchvision-style ResNet (``resnet-small``, ``torchvision:resnet*``, ``timm:resnet*``).
+RESNET_TAPS: dict[str, str] = {f"layer{k}": f"layer{k}" for k in range(1, 5)}
+
+
+@MODELS.register("resnet-small", options=ResNetSmallOptions, modality="image")
+def build_resnet_small(options: ResNetSmallOptions, info: DatasetInfo) -> TappedModel:
+    """Small ResNet of BasicBlocks; taps ``layer1``..``layer4`` (stage outputs), embedding the pooled ``fc`` input."""
+    if info.input_shape is None or len(info.input_shape) != 3:
+        raise ConfigError(
+            f"model resnet-small needs image inputs (C, H, W); dataset {info.name} has shape {info.input_shape}"
+        )
+    for field, values in (("widths", options.widths), ("depths", options.depths)):
+        if any(v <= 0 for v in values):
+            raise ConfigError(f"model.{field}: every value must be positive, got {values}")
+    module = ResNetSmall(info.input_shape[0], options.widths, options.depths, info.num_classes, options.stem)
+    return TappedModel(module, taps=RESNET_TAPS, embedding="avgpool")

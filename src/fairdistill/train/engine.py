@@ -20,11 +20,11 @@ from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
 from fairdistill.config import Selection, TrainConfig
-from fairdistill.data.core import BatchLoader, SplitDataset
+from fairdistill.data.core import Batch, BatchLoader, SplitDataset
 from fairdistill.distill.core import TeacherOutputs, TrainState
 from fairdistill.distill.method import Method
 from fairdistill.errors import ConfigError, TrainingDivergedError
-from fairdistill.models.core import TappedModel
+from fairdistill.models.core import ModelOutput, TappedModel
 from fairdistill.progress import ON_SCREEN, SILENT, Progress
 from fairdistill.train.checkpoint import (
     capture_rng,
@@ -140,6 +140,7 @@ def fit(
     accelerator: Accelerator,
     seed: int,
     teacher_cache: TeacherOutputs | None = None,
+    teacher: TappedModel | None = None,
     validate: Validator | None = None,
     select: Selection = "last",
     desc: str = "train",
@@ -151,9 +152,13 @@ def fit(
     With ``checkpoint``, the complete training state is written there (atomically) after every epoch, and a
     fit that finds the file continues from it, ending exactly as an uninterrupted fit would on the CPU.
     ``progress`` is told of every finished epoch.
+
+    Teacher outputs of a batch come from ``teacher`` when it is given (the *online* teacher: a no-grad forward in
+    eval mode on exactly the batch tensors the student reads, augmented views included; ``teacher.online`` of
+    the run), else from ``teacher_cache`` (looked up by the examples' index).
     """
-    if method.requires_teacher and teacher_cache is None:
-        raise ValueError(f"method {method.name} needs teacher outputs but no teacher cache was given")
+    if method.requires_teacher and teacher_cache is None and teacher is None:
+        raise ValueError(f"method {method.name} needs teacher outputs but got neither a teacher cache nor a teacher")
     training = _Training(
         model,
         method,
@@ -162,6 +167,7 @@ def fit(
         accelerator=accelerator,
         seed=seed,
         teacher_cache=teacher_cache,
+        teacher=teacher,
         validate=validate,
         select=select,
         desc=desc,
@@ -224,6 +230,7 @@ class _Training:
         accelerator: Accelerator,
         seed: int,
         teacher_cache: TeacherOutputs | None,
+        teacher: TappedModel | None,
         validate: Validator | None,
         select: Selection,
         desc: str,
@@ -233,6 +240,8 @@ class _Training:
         self.method, self.config, self.accelerator, self.seed = method, config, accelerator, seed
         self.teacher_cache, self.validate, self.select, self.desc = teacher_cache, validate, select, desc
         self.checkpoint, self.progress = checkpoint, progress
+        #: The online teacher (run on every batch), kept in eval mode on the run's device; None: the cache.
+        self.teacher = teacher.to(accelerator.device).eval() if teacher is not None else None
         set_seed(seed)
         no_decay_names = getattr(model, "no_weight_decay_names", None)  # an optional hook (Hugging Face models)
         no_decay = no_decay_names() if no_decay_names is not None else ()
@@ -307,11 +316,7 @@ class _Training:
             steps_now = k + 1 == window_end
             with contextlib.nullcontext() if steps_now else accelerator.no_sync(model):
                 student_out = model(batch.inputs)
-                teacher_out = (
-                    self.teacher_cache.lookup(batch.index, accelerator.device)
-                    if self.teacher_cache is not None
-                    else None
-                )
+                teacher_out = self.teacher_outputs(batch)
                 loss, _logs = method.batch_loss(batch, student_out, teacher_out, state)
                 loss_value = loss.item()  # one read of the loss serves the divergence check and the epoch mean
                 if not math.isfinite(loss_value):
@@ -338,6 +343,18 @@ class _Training:
                 record.update(self.validate(self.raw_model))
             record.update(method.on_epoch_end(state))
         return record
+
+    def teacher_outputs(self, batch: Batch) -> ModelOutput | None:
+        """The teacher's outputs for ``batch``: the online teacher on the batch's own tensors (the views the student
+        sees; float32 logits and embedding, like the cache), else the cache looked up by index, else None."""
+        if self.teacher is not None:
+            with torch.no_grad():
+                out = self.teacher(batch.inputs)
+            embedding = None if out.embedding is None else out.embedding.float()
+            return ModelOutput(logits=out.logits.float(), embedding=embedding)
+        if self.teacher_cache is not None:
+            return self.teacher_cache.lookup(batch.index, self.accelerator.device)
+        return None
 
     def end_epoch(self, epoch: int, record: dict[str, Any]) -> None:
         """Record the epoch, track the best one, re-initialise the student when the method asked, checkpoint."""
