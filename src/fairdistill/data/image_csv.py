@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from fairdistill.data.core import DATASETS, DatasetInfo, Splits, label_attr_groups
 from fairdistill.data.images import ImageOptions, ImageRecord, image_splits
 from fairdistill.data.table_files import (
     SPLITS,
+    SplitFileOptions,
     SplitRows,
     TableFile,
     code_ids,
@@ -49,7 +50,7 @@ NAME = "image-csv"
 _SPLIT_VALUES = {"train": "train", "0": "train", "val": "val", "valid": "val", "1": "val", "test": "test", "2": "test"}
 
 
-class ImageCsvOptions(ImageOptions):
+class ImageCsvOptions(ImageOptions, SplitFileOptions):
     """Options of the ``image-csv`` dataset (plus the image options)."""
 
     #: One table holding all rows (split here, or by ``split_column``).
@@ -69,19 +70,7 @@ class ImageCsvOptions(ImageOptions):
     group: str | None = Field(default=None, min_length=1)
     #: Column giving each row's split (train/val/test or 0/1/2); only with ``path``.
     split_column: str | None = Field(default=None, min_length=1)
-    num_classes: int | None = Field(default=None, ge=2)
-    num_attrs: int | None = Field(default=None, ge=1)
     num_groups: int | None = Field(default=None, ge=1)
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    max_examples: int | None = Field(default=None, ge=3)
-
-    @field_validator("split_fractions")
-    @classmethod
-    def _fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(f <= 0 for f in value) or abs(sum(value) - 1.0) > 1e-6:
-            raise ValueError("expected three fractions (train, val, test), each > 0, summing to 1")
-        return value
 
     @model_validator(mode="after")
     def _files(self) -> ImageCsvOptions:

@@ -78,7 +78,6 @@ from fairdistill.data.core import (
     DATASETS,
     DEFAULT_ENCODING,
     DatasetInfo,
-    DatasetOptions,
     SplitDataset,
     Splits,
     label_attr_group_index,
@@ -88,6 +87,7 @@ from fairdistill.data.table_files import (
     SPLITS,
     ColumnKind,
     CsvReading,
+    SplitFileOptions,
     TableFile,
     code_ids,
     column_kind,
@@ -110,7 +110,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 # --------------------------------------------------------------------------------------------------- options
 
 
-class TableOptions(DatasetOptions):
+class TableOptions(SplitFileOptions):
     """Options shared by the ``csv`` and ``parquet`` datasets."""
 
     #: One file holding all rows; it is split into train/val/test (``split_fractions``).
@@ -131,27 +131,10 @@ class TableOptions(DatasetOptions):
     ignore: list[str] = Field(default_factory=list)
     #: Also feed the attribute column to the model.
     include_attr: bool = False
-    #: Number of classes of an integer label (default: largest value + 1, every id must occur).
-    num_classes: int | None = Field(default=None, ge=2)
-    #: Number of values of an integer attribute (default: largest value + 1, every id must occur).
-    num_attrs: int | None = Field(default=None, ge=1)
     #: Number of groups of an integer group column (default: largest value + 1, every id must occur).
     num_groups: int | None = Field(default=None, ge=1)
     #: Rows with a missing value in a used column: ``error`` (default) or ``drop`` them (with a warning).
     missing: Literal["error", "drop"] = "error"
-    #: Train/val/test fractions of a single ``path`` file (each > 0, summing to 1).
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    #: Fraction of the ``train`` file held out as val when no ``val`` file is given.
-    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    #: Subsample train/val/test proportionally (group-stratified, seeded) to about this many rows in total.
-    max_examples: int | None = Field(default=None, ge=3)
-
-    @field_validator("split_fractions")
-    @classmethod
-    def _fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(f <= 0 for f in value) or abs(sum(value) - 1.0) > 1e-6:
-            raise ValueError("expected three fractions (train, val, test), each > 0, summing to 1")
-        return value
 
     @field_validator("features", "ignore")
     @classmethod

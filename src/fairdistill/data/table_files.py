@@ -49,7 +49,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, field_validator
 
+from fairdistill.data.core import DatasetOptions
 from fairdistill.data.sampling import stratified_partition
 from fairdistill.data.source_files import json_objects, resolve_path, sha256_file
 from fairdistill.data.text_common import first_rows, subsample_splits
@@ -73,6 +75,29 @@ _INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
 
 
 # --------------------------------------------------------------------------------------------------- files
+
+
+class SplitFileOptions(DatasetOptions):
+    """Options every dataset read from users' table files shares: integer-id sizes, how the rows are split and
+    subsampled (csv / parquet, text-table, image-csv)."""
+
+    #: Number of classes / attribute values when they are integer ids (default: the largest id + 1, every id
+    #: must occur).
+    num_classes: int | None = Field(default=None, ge=2)
+    num_attrs: int | None = Field(default=None, ge=1)
+    #: Train/val/test fractions of a single ``path`` file (each > 0, summing to 1).
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    #: Fraction of the ``train`` file held out as val when no ``val`` file is given.
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    #: Subsample train/val/test proportionally (group-stratified, seeded) to about this many rows in total.
+    max_examples: int | None = Field(default=None, ge=3)
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f <= 0 for f in value) or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError("expected three fractions (train, val, test), each > 0, summing to 1")
+        return value
 
 
 @dataclass

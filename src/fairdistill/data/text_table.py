@@ -53,12 +53,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from fairdistill.data.core import DATASETS, DatasetInfo, DatasetOptions, Splits, label_attr_groups
+from fairdistill.data.core import DATASETS, DatasetInfo, Splits, label_attr_groups
 from fairdistill.data.table_files import (
     CsvReading,
     Format,
+    SplitFileOptions,
     TableFile,
     code_ids,
     find_file,
@@ -81,7 +82,7 @@ _EXTENSIONS: dict[str, tuple[Format, str | None]] = {
 }
 
 
-class TextTableOptions(DatasetOptions):
+class TextTableOptions(SplitFileOptions):
     """Options of the ``text-table`` dataset."""
 
     #: One file, split here; or ``train`` + ``test`` (+ optional ``val``) files.
@@ -97,22 +98,6 @@ class TextTableOptions(DatasetOptions):
     text_pair: str | None = None
     label: str = Field(min_length=1)
     attr: str | None = None
-    #: Number of classes / attribute values when they are integer ids (default: the largest id + 1).
-    num_classes: int | None = Field(default=None, ge=2)
-    num_attrs: int | None = Field(default=None, ge=1)
-    #: Train/val/test fractions for a single ``path``.
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    #: Fraction of the train file held out as val when ``train`` and ``test`` are given without ``val``.
-    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    #: Subsample train/val/test proportionally (group-stratified, seeded) to about this many rows in total.
-    max_examples: int | None = Field(default=None, ge=3)
-
-    @field_validator("split_fractions")
-    @classmethod
-    def _positive(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(f <= 0 for f in value):
-            raise ValueError("every fraction must be > 0")
-        return value
 
     @model_validator(mode="after")
     def _files(self) -> TextTableOptions:

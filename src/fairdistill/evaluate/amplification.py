@@ -21,7 +21,7 @@ point estimate is the mean over seeds of Δ, and every resample draws one set of
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,19 @@ class LabelArrays:
     def of(cls, y: Any, attr: Any, group: Any, num_classes: int, num_attrs: int, num_groups: int) -> LabelArrays:
         y, attr, group = (np.asarray(a).astype(np.int64).reshape(-1) for a in (y, attr, group))
         return cls(y, attr, group, num_classes=num_classes, num_attrs=num_attrs, num_groups=num_groups)
+
+    @classmethod
+    def from_predictions(cls, frame: Any, dataset: Mapping[str, Any]) -> LabelArrays:
+        """The labels of a saved prediction table (its ``y``, ``attr`` and ``group`` columns), sized by a
+        metrics.json ``dataset`` section."""
+        return cls.of(
+            frame["y"],
+            frame["attr"],
+            frame["group"],
+            dataset["num_classes"],
+            len(dataset["attr_names"]),
+            len(dataset["group_names"]),
+        )
 
     def __len__(self) -> int:
         return len(self.y)

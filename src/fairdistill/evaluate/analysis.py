@@ -102,14 +102,7 @@ def _labels(metrics: dict[str, Any], frames: dict[int, dict[str, pd.DataFrame]])
         for name, frame in by_model.items():
             if not np.array_equal(frame["y"].to_numpy(), reference["y"].to_numpy()):
                 raise ValueError(f"predictions of {name} (seed {s}) are not on the same examples as the others")
-    return LabelArrays.of(
-        reference["y"],
-        reference["attr"],
-        reference["group"],
-        dataset["num_classes"],
-        len(dataset["attr_names"]),
-        len(dataset["group_names"]),
-    )
+    return LabelArrays.from_predictions(reference, dataset)
 
 
 def intervals_section(

@@ -53,12 +53,5 @@ def aligned_predictions(
             if any(not np.array_equal(indexed[c].to_numpy(), reference[c].to_numpy()) for c in ("y", "attr", "group")):
                 raise FairdistillError("the runs' predictions give the same examples different labels or attributes")
             preds[side].append(indexed["pred"].to_numpy())
-    labels = LabelArrays.of(
-        reference["y"],
-        reference["attr"],
-        reference["group"],
-        dataset["num_classes"],
-        len(dataset["attr_names"]),
-        len(dataset["group_names"]),
-    )
+    labels = LabelArrays.from_predictions(reference, dataset)
     return labels, preds[0], preds[1]

@@ -67,14 +67,7 @@ def run_intervals(
         seeds = list(frames)
         reference = next(iter(frames[seeds[0]].values()))
         dataset = metrics["dataset"]
-        labels = LabelArrays.of(
-            reference["y"],
-            reference["attr"],
-            reference["group"],
-            dataset["num_classes"],
-            len(dataset["attr_names"]),
-            len(dataset["group_names"]),
-        )
+        labels = LabelArrays.from_predictions(reference, dataset)
         return {
             name: model_intervals(
                 labels,
