@@ -4,6 +4,10 @@ hint and never a traceback; ``-h``/``--help``/``--version`` exit 0. typer ships 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 import fairdistill
@@ -55,3 +59,21 @@ def test_markup_in_a_user_error_is_printed_literally(tmp_path, monkeypatch, caps
     code = cli(monkeypatch, "run", str(path), "--dry-run")
     err = capsys.readouterr().err
     assert code == 2 and "[bold]x[/bold].yaml" in err
+
+
+def test_python_dash_m_runs_the_same_command_line(tmp_path) -> None:
+    """``python -m fairdistill`` (what ``torchrun -m`` starts) is the command line, with its exit statuses."""
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path)}
+    version = subprocess.run(
+        [sys.executable, "-m", "fairdistill", "--version"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"fairdistill {fairdistill.__version__}"
+    bad = subprocess.run(
+        [sys.executable, "-m", "fairdistill", "run", "--set", "epochs"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
