@@ -30,14 +30,14 @@ import numpy as np
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from fairdistill.data.core import DATASETS, DatasetInfo, Splits, label_attr_groups
+from fairdistill.data.core import DATASETS, DatasetInfo, Splits
 from fairdistill.data.images import ImageOptions, ImageRecord, image_splits
 from fairdistill.data.table_files import (
     SPLITS,
     SplitFileOptions,
     SplitRows,
     TableFile,
-    code_ids,
+    code_label_attr_group,
     listing,
     read_table_file,
     split_files,
@@ -142,13 +142,9 @@ def load_image_csv(options: ImageCsvOptions) -> Splits:
     for f in files:
         _check(f, columns)
 
-    y_codes, class_names = code_ids(files, options.label, "label", "num_classes", options.num_classes, 2)
-    a_codes, attr_names = code_ids(files, options.attr, "attr", "num_attrs", options.num_attrs, 1)
-    if options.group is not None:
-        g_codes, group_names = code_ids(files, options.group, "group", "num_groups", options.num_groups, 1)
-    else:
-        g_codes = [y * len(attr_names) + a for y, a in zip(y_codes, a_codes, strict=True)]
-        group_names = label_attr_groups(class_names, attr_names)
+    y_codes, a_codes, g_codes, class_names, attr_names, group_names = code_label_attr_group(
+        files, options.label, options.attr, options.group, options.num_classes, options.num_attrs, options.num_groups
+    )
     if options.split_column is not None:
         rows = _split_by_column(files[0], options.split_column, g_codes[0], options)
     else:

@@ -81,7 +81,6 @@ from fairdistill.data.core import (
     SplitDataset,
     Splits,
     label_attr_group_index,
-    label_attr_groups,
 )
 from fairdistill.data.table_files import (
     SPLITS,
@@ -89,7 +88,7 @@ from fairdistill.data.table_files import (
     CsvReading,
     SplitFileOptions,
     TableFile,
-    code_ids,
+    code_label_attr_group,
     column_kind,
     listing,
     non_scalar_cells,
@@ -457,13 +456,9 @@ def _load_table(fmt: Literal["csv", "parquet"], options: TableOptions) -> Splits
             if kinds[c] == "numeric":
                 _check_finite(f, c, _numeric_values(f, c))
 
-    y_codes, class_names = code_ids(files, options.label, "label", "num_classes", options.num_classes, 2)
-    a_codes, attr_names = code_ids(files, options.attr, "attr", "num_attrs", options.num_attrs, 1)
-    if options.group is not None:
-        g_codes, group_names = code_ids(files, options.group, "group", "num_groups", options.num_groups, 1)
-    else:
-        g_codes = [y * len(attr_names) + a for y, a in zip(y_codes, a_codes, strict=True)]
-        group_names = label_attr_groups(class_names, attr_names)
+    y_codes, a_codes, g_codes, class_names, attr_names, group_names = code_label_attr_group(
+        files, options.label, options.attr, options.group, options.num_classes, options.num_attrs, options.num_groups
+    )
 
     rows = split_files(
         files,

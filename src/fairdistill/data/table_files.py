@@ -45,13 +45,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from fairdistill.data.core import DatasetOptions
+from fairdistill.data.core import DatasetOptions, label_attr_groups
 from fairdistill.data.sampling import stratified_partition
 from fairdistill.data.source_files import json_objects, resolve_path, sha256_file
 from fairdistill.data.text_common import first_rows, subsample_splits
@@ -309,6 +309,38 @@ def value_kind(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- ids
+
+
+class CodedColumns(NamedTuple):
+    """A dataset's label, attribute and group ids (one array per file) and their names."""
+
+    y: list[np.ndarray]
+    attr: list[np.ndarray]
+    group: list[np.ndarray]
+    class_names: tuple[str, ...]
+    attr_names: tuple[str, ...]
+    group_names: tuple[str, ...]
+
+
+def code_label_attr_group(
+    files: Sequence[TableFile],
+    label: str,
+    attr: str,
+    group: str | None,
+    num_classes: int | None,
+    num_attrs: int | None,
+    num_groups: int | None,
+) -> CodedColumns:
+    """:func:`code_ids` of the label and attribute columns, and of the ``group`` column when there is one;
+    without one, the groups are the (label, attribute) pairs (``label_attr_groups``)."""
+    y_codes, class_names = code_ids(files, label, "label", "num_classes", num_classes, 2)
+    a_codes, attr_names = code_ids(files, attr, "attr", "num_attrs", num_attrs, 1)
+    if group is not None:
+        g_codes, group_names = code_ids(files, group, "group", "num_groups", num_groups, 1)
+    else:
+        g_codes = [y * len(attr_names) + a for y, a in zip(y_codes, a_codes, strict=True)]
+        group_names = label_attr_groups(class_names, attr_names)
+    return CodedColumns(y_codes, a_codes, g_codes, class_names, attr_names, group_names)
 
 
 def code_ids(

@@ -414,22 +414,7 @@ def run_pareto_png(metrics: dict[str, Any]) -> bytes | None:
                 zorder=4 if role == "teacher" else 3,
             )
         compared = np.array([roles[n] != "teacher" for n in names])
-        front = pareto_front(np.where(compared, xs, np.nan), np.where(compared, ys, np.nan), higher, True)
-        if front.any():
-            order = np.argsort(xs[front])
-            ax.plot(
-                xs[front][order],
-                ys[front][order],
-                color="black",
-                linestyle="--",
-                linewidth=1,
-                zorder=2,
-                marker="o",
-                markersize=14,
-                markerfacecolor="none",
-                markeredgecolor="black",
-                markeredgewidth=0.8,
-            )
+        _draw_front(ax, np.where(compared, xs, np.nan), np.where(compared, ys, np.nan), higher)
         ax.margins(0.12)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
@@ -605,23 +590,7 @@ def tradeoff_png(points: list[dict[str, Any]], title: str) -> bytes:
         if students:
             student_xs = np.array([_value(p, key) for p in students], dtype=float)
             student_ys = np.array([_value(p, "accuracy") for p in students], dtype=float)
-            front = pareto_front(student_xs, student_ys, higher, True)
-            if front.any():
-                order = np.argsort(student_xs[front])
-                ax.plot(
-                    student_xs[front][order],
-                    student_ys[front][order],
-                    color="black",
-                    linewidth=1,
-                    linestyle="--",
-                    zorder=2,
-                    marker="o",
-                    markersize=15,
-                    markerfacecolor="none",
-                    markeredgecolor="black",
-                    markeredgewidth=1.0,
-                    label=_front_label(list(roles.values())),
-                )
+            _draw_front(ax, student_xs, student_ys, higher, label=_front_label(list(roles.values())))
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy (test)")
         ax.grid(alpha=0.3)
@@ -689,6 +658,29 @@ def _error_bars(ax: Any, points: list[dict[str, Any]], xs: list[float], ys: list
                 capsize=0,
                 zorder=2.5,
             )
+
+
+def _draw_front(ax: Any, xs: np.ndarray, ys: np.ndarray, higher: bool, label: str | None = None) -> None:
+    """The Pareto front of the finite points (accuracy ``ys`` up; ``xs`` up when ``higher``, else down): a dashed
+    line through them, each ringed."""
+    front = pareto_front(xs, ys, higher, True)
+    if not front.any():
+        return
+    order = np.argsort(xs[front])
+    ax.plot(
+        xs[front][order],
+        ys[front][order],
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        zorder=2,
+        marker="o",
+        markersize=14,
+        markerfacecolor="none",
+        markeredgecolor="black",
+        markeredgewidth=0.8,
+        label=label,
+    )
 
 
 def _spread_labels(fig: Figure, texts: list[Any]) -> None:
