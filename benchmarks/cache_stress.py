@@ -153,7 +153,7 @@ def _reader(module: ModuleType, teacher_dir: Path, outputs: Outputs, go: Any, do
         last = done.is_set()
         for name in sorted(outputs):
             try:
-                got = module._read_entry(teacher_dir / name, ROWS)
+                got = module.read_entry(teacher_dir / name, ROWS)
             except Exception:
                 got, errors = None, errors + 1
             reads += 1

@@ -102,7 +102,9 @@ def run(
 
 def _print_run(result) -> None:
     """The comparison and teacher → student tables of a finished run (each as wide as the console allows, with
-    its legend and notes), and where its files are."""
+    its legend and notes), and where its files are (only by process 0 of a multi-process run)."""
+    if not result.is_main:
+        return
     from fairdistill.report.tables import terminal_table, to_rich
     from fairdistill.report.transfer import terminal_transfer_table, transfer_rich
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from fairdistill.plan import (  # noqa: F401 -- the planning names are also reac
     run_cache_dir,
     teacher_online,
 )
+from fairdistill.processes import Processes
 from fairdistill.progress import ON_SCREEN, SILENT, Progress
 from fairdistill.registry import Options
 from fairdistill.report.aggregate import combine_seeds
@@ -70,7 +72,13 @@ from fairdistill.rundir import (
     write_predictions,
 )
 from fairdistill.tracking import RunTracker
-from fairdistill.train.cache import compute_teacher_outputs, load_or_compute, split_digest, usable_cache_dir
+from fairdistill.train.cache import (
+    compute_teacher_outputs,
+    load_or_compute,
+    read_entry,
+    split_digest,
+    usable_cache_dir,
+)
 from fairdistill.train.checkpoint import load_model_checkpoint, save_model_checkpoint
 from fairdistill.train.engine import FitResult, fit, make_accelerator
 
@@ -113,6 +121,9 @@ class ExtraRecord:
 class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
+    #: False on the other processes of a multi-process run: they trained and evaluated their shards, and
+    #: process 0 alone wrote the run directory and holds the metrics (theirs are empty).
+    is_main: bool = True
 
 
 def run(config: RunConfig, *, progress: Progress = SILENT) -> RunResult:
@@ -124,16 +135,27 @@ def run(config: RunConfig, *, progress: Progress = SILENT) -> RunResult:
     says where. Crashes and interruptions keep the directory for ``--resume``.
     """
     plan = make_plan(config)
-    run_dir = new_stamped_dir(Path(config.output), config.name)
+    processes = run_processes(config)
+    # one run directory: process 0 creates it and tells the others where it is (a failure there ends process 0,
+    # and the launcher stops the others)
+    created = str(new_stamped_dir(Path(config.output), config.name)) if processes.is_main else ""
+    run_dir = Path(processes.broadcast_object(created))
     try:
-        write_text(run_dir / "config.yaml", config_to_yaml(config))
-        start_record(run_dir, resolved_config(config))
-        return _run_in(plan, run_dir, record=None, progress=progress)
+        if processes.is_main:
+            write_text(run_dir / "config.yaml", config_to_yaml(config))
+            start_record(run_dir, resolved_config(config))
+        return _run_in(plan, run_dir, record=None, progress=progress, processes=processes)
     except BaseException as exc:
         user_error = as_user_error(exc, where=run_dir)
         if user_error is None:
             raise
-        raise _after_user_error(user_error, run_dir) from None
+        raise (_after_user_error(user_error, run_dir) if processes.is_main else user_error) from None
+
+
+def run_processes(config: RunConfig) -> Processes:
+    """The processes of this run: one, or those ``torchrun`` / ``accelerate launch`` started (the process group is
+    set up by the run's Accelerator)."""
+    return Processes.current(make_accelerator(config.device, config.mixed_precision).device)
 
 
 def resolved_config(config: RunConfig) -> dict[str, Any]:
@@ -175,11 +197,12 @@ def resume(run_dir: Path, *, progress: Progress = SILENT) -> RunResult:
     record = read_record(run_dir)
     config = load_config(config_path)
     check_same_config(run_dir, record, resolved_config(config))
+    processes = run_processes(config)
     if is_complete(run_dir):
         log.warning("run %s is already complete; nothing to resume", run_dir)
-        return RunResult(run_dir, read_metrics(run_dir))
+        return RunResult(run_dir, read_metrics(run_dir) if processes.is_main else {}, processes.is_main)
     try:
-        return _run_in(make_plan(config), run_dir, record=record, progress=progress)
+        return _run_in(make_plan(config), run_dir, record=record, progress=progress, processes=processes)
     except BaseException as exc:
         user_error = as_user_error(exc, where=run_dir)
         if user_error is None:
@@ -187,10 +210,16 @@ def resume(run_dir: Path, *, progress: Progress = SILENT) -> RunResult:
         raise user_error from None  # the directory stays: it holds the run being resumed
 
 
-def _run_in(plan: Plan, run_dir: Path, *, record: dict[str, Any] | None, progress: Progress) -> RunResult:
-    """Run (``record`` None) or resume (``record``: run.json as read at resume) a run in its directory."""
+def _run_in(
+    plan: Plan, run_dir: Path, *, record: dict[str, Any] | None, progress: Progress, processes: Processes
+) -> RunResult:
+    """Run (``record`` None) or resume (``record``: run.json as read at resume) a run in its directory; with several
+    processes, only process 0 logs to log.txt and writes."""
     resumed = record is not None
-    with _log_to(run_dir / "log.txt"), progress.showing_log():
+    if not processes.is_main:
+        progress = SILENT
+    log_file = _log_to(run_dir / "log.txt") if processes.is_main else nullcontext()
+    with log_file, progress.showing_log():
         log.info(
             "fairdistill %s, torch %s, run dir %s%s",
             fairdistill.__version__,
@@ -199,9 +228,12 @@ def _run_in(plan: Plan, run_dir: Path, *, record: dict[str, Any] | None, progres
             " (resumed)" if resumed else "",
         )
         log.info("plan:\n%s", plan.describe(), extra=ON_SCREEN)
-        metrics = _execute(plan, run_dir, record, progress)
-        mark_complete(run_dir, dt.datetime.now().isoformat(timespec="seconds"))
-    return RunResult(run_dir, metrics)
+        if processes.several:
+            log.info("%d processes; this is process %d", processes.world, processes.rank)
+        metrics = _execute(plan, run_dir, record, progress, processes)
+        if processes.is_main:
+            mark_complete(run_dir, dt.datetime.now().isoformat(timespec="seconds"))
+    return RunResult(run_dir, metrics, processes.is_main)
 
 
 @contextmanager
@@ -225,13 +257,14 @@ def _log_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def _execute(plan: Plan, run_dir: Path, record: dict[str, Any] | None, progress: Progress) -> dict[str, Any]:
-    """Every seed of the run, then metrics.json (seeds combined, amplification, margins) and the report."""
+def _execute(
+    plan: Plan, run_dir: Path, record: dict[str, Any] | None, progress: Progress, processes: Processes
+) -> dict[str, Any]:
+    """Every seed of the run, then metrics.json (seeds combined, amplification, margins) and the report (process
+    0; the others return an empty dict after the last model is evaluated)."""
     config = plan.config
     started = time.time()
     accelerator = make_accelerator(config.device, config.mixed_precision)
-    if not accelerator.is_main_process:
-        progress = SILENT
     seeds = config.seed_list
     teacher_epochs = 0 if plan.teacher.checkpoint is not None else plan.teacher.train.epochs
     progress.start(
@@ -244,29 +277,34 @@ def _execute(plan: Plan, run_dir: Path, record: dict[str, Any] | None, progress:
     with progress.phase(f"loading data ({config.data.name})"):
         splits = load_plan_data(plan)
     log.info("data: %s", {name: len(split) for name, split in splits.items()})
-    record_data(run_dir, record, {name: split_digest(split) for name, split in splits.items()})
+    if processes.is_main:
+        record_data(run_dir, record, {name: split_digest(split) for name, split in splits.items()})
     cache_dir = usable_cache_dir(run_cache_dir(config)) if plan.needs_teacher else run_cache_dir(config)
     several = len(seeds) > 1
     tracker = None
-    if accelerator.is_main_process:
+    if processes.is_main:
         tracker = RunTracker.open(config.log_with, config.name, run_dir, config.model_dump(mode="json"))
     documents = {}
     for k, seed in enumerate(seeds):
         if several:
             log.info("seed %d (%d of %d)", seed, k + 1, len(seeds))
-        records = _execute_seed(plan, splits, accelerator, seed, run_dir, several, cache_dir, progress)
+        records = _execute_seed(plan, splits, accelerator, seed, run_dir, several, cache_dir, progress, processes)
+        if not processes.is_main:
+            continue
         documents[seed] = _metrics_document(plan, splits, records, started, accelerator, seed)
         if tracker is not None:
             for model_record in records:
                 if model_record.fit is not None:
                     name = f"seed{seed}/{model_record.name}" if several else model_record.name
                     tracker.log_history(name, model_record.fit.history)
+    if not processes.is_main:
+        return {}
     with progress.phase("metrics: seeds combined, amplification, margins"):
         metrics = combine_seeds(documents)
         metrics = add_analysis(metrics, load_frames(run_dir, metrics, "test"), seed=seeds[0])
         metrics["run"]["seconds"] = round(time.time() - started, 3)
         write_metrics(run_dir, metrics)
-    if accelerator.is_main_process:
+    if processes.is_main:
         with progress.phase("report: figures, report.html, report.md"):
             renderer = example_renderer(
                 splits.test,
@@ -292,9 +330,14 @@ def _execute_seed(
     several: bool,
     cache_dir: Path,
     progress: Progress = SILENT,
+    processes: Processes | None = None,
 ) -> list[ModelRecord | ExtraRecord]:
     """Train (or load) the teacher and train every student with one seed; write checkpoints and predictions; then
-    the post-processed models and the peers of the config."""
+    the post-processed models and the peers of the config.
+
+    With several processes every one trains (its shard of each batch) and predicts its shard of val and test;
+    process 0 alone builds the teacher cache, writes checkpoints and predictions and fits the extra rows."""
+    processes = processes if processes is not None else Processes()
     config = plan.config
     info = splits.info
     for what, wanted in (("postprocess", config.postprocess is not None), ("peers", bool(config.peers))):
@@ -307,14 +350,14 @@ def _execute_seed(
         # only what epoch selection reads (a bincount per group); the full metrics once, on the final models
         from fairdistill.evaluate.selection import selection_metrics
 
-        p = predict(model, splits.val, plan.student.train.eval_batch_size, accelerator.device)
+        p = predict(model, splits.val, plan.student.train.eval_batch_size, accelerator.device, processes)
         return selection_metrics(p.y, p.probs, p.group, splits.info)
 
     def label(name: str) -> str:
         return f"{name} (seed {seed})" if several else name
 
     records: list[ModelRecord] = [
-        _teacher(plan, splits, accelerator, validate, checkpoints, seed, progress, label("teacher"))
+        _teacher(plan, splits, accelerator, validate, checkpoints, seed, progress, label("teacher"), processes)
     ]
     teacher_cache = teacher_val = None
     online = plan.needs_teacher and _teacher_runs_online(plan, splits)
@@ -322,15 +365,7 @@ def _execute_seed(
         # with an online teacher the train cache (centre views) still serves whole-split statistics (KD++'s class
         # means) and the embedding width; the per-batch outputs come from the teacher itself
         with progress.phase("teacher outputs on train (cached) and val", spinner=False):
-            teacher_cache = load_or_compute(
-                records[0].model,
-                splits.train,
-                _dataset_description(plan),
-                cache_dir,
-                plan.teacher.train.eval_batch_size,
-                accelerator.device,
-                num_classes=info.num_classes,
-            )
+            teacher_cache = _shared_teacher_cache(plan, splits, records[0].model, cache_dir, accelerator, processes)
             teacher_val = TeacherOutputs(
                 *compute_teacher_outputs(
                     records[0].model, splits.val, plan.teacher.train.eval_batch_size, accelerator.device
@@ -372,14 +407,16 @@ def _execute_seed(
             checkpoint=training_checkpoint_path(checkpoints, method_plan.name),
             progress=progress,
         )
-        save_model_checkpoint(
-            model_checkpoint_path(checkpoints, method_plan.name), student, plan.student.spec, info.num_classes
-        )
-        refits = getattr(method.weighting, "readout_probabilities", None) is not None
-        with progress.phase(f"{label(method_plan.name)}: early-readout refit") if refits else nullcontext():
-            readouts = method.readout_probabilities(
-                student, {"val": splits.val, "test": splits.test}, accelerator.device
+        readouts: dict[str, dict[str, np.ndarray]] = {}
+        if processes.is_main:
+            save_model_checkpoint(
+                model_checkpoint_path(checkpoints, method_plan.name), student, plan.student.spec, info.num_classes
             )
+            refits = getattr(method.weighting, "readout_probabilities", None) is not None
+            with progress.phase(f"{label(method_plan.name)}: early-readout refit") if refits else nullcontext():
+                readouts = method.readout_probabilities(
+                    student, {"val": splits.val, "test": splits.test}, accelerator.device
+                )
         records.append(
             ModelRecord(
                 method_plan.name,
@@ -393,8 +430,44 @@ def _execute_seed(
         )
 
     with progress.phase(f"evaluating {len(records)} models on val and test" + (f" (seed {seed})" if several else "")):
-        _evaluate(plan, splits, accelerator, records, predictions_folder)
+        _evaluate(plan, splits, accelerator, records, predictions_folder, processes)
+    if not processes.is_main:
+        return list(records)
     return [*records, *_extra_rows(plan, splits, records, predictions_folder, seed, progress)]
+
+
+def _shared_teacher_cache(
+    plan: Plan,
+    splits: Splits,
+    teacher: TappedModel,
+    cache_dir: Path,
+    accelerator: Accelerator,
+    processes: Processes,
+) -> TeacherOutputs:
+    """The teacher's outputs on the train split, from the cache or computed into it, by process 0 alone; the other
+    processes (whose teacher holds the same weights) read the entry it wrote, or compute the outputs in memory
+    when they cannot see it (another machine's disk)."""
+    build = partial(
+        load_or_compute,
+        teacher,
+        splits.train,
+        _dataset_description(plan),
+        cache_dir,
+        plan.teacher.train.eval_batch_size,
+        accelerator.device,
+        num_classes=splits.info.num_classes,
+    )
+    cache = build() if processes.is_main else None
+    written = processes.broadcast_object(str(cache.path) if cache is not None and cache.path is not None else None)
+    if cache is not None:
+        return cache
+    found = read_entry(Path(written), len(splits.train), splits.info.num_classes) if written else None
+    if found is not None:
+        return found
+    logits, embedding = compute_teacher_outputs(
+        teacher, splits.train, plan.teacher.train.eval_batch_size, accelerator.device
+    )
+    return TeacherOutputs(logits=logits, embedding=embedding)
 
 
 def _teacher_runs_online(plan: Plan, splits: Splits) -> bool:
@@ -410,15 +483,27 @@ def _teacher_runs_online(plan: Plan, splits: Splits) -> bool:
 
 
 def _evaluate(
-    plan: Plan, splits: Splits, accelerator: Accelerator, records: list[ModelRecord], predictions_folder: Path
+    plan: Plan,
+    splits: Splits,
+    accelerator: Accelerator,
+    records: list[ModelRecord],
+    predictions_folder: Path,
+    processes: Processes,
 ) -> None:
-    """Predictions (written as parquet) and metrics of every model on val and test."""
+    """Predictions (written as parquet) and metrics of every model on val and test: each process predicts its
+    shard, process 0 gathers every row and alone writes and measures."""
     info = splits.info
     for record in records:
         for split_name in ("val", "test"):
             predictions = predict(
-                record.model, getattr(splits, split_name), plan.student.train.eval_batch_size, accelerator.device
+                record.model,
+                getattr(splits, split_name),
+                plan.student.train.eval_batch_size,
+                accelerator.device,
+                processes,
             )
+            if not processes.is_main:
+                continue
             readouts = {tap: by_split[split_name] for tap, by_split in record.readouts.items()}
             write_predictions(predictions_path(predictions_folder, record.name, split_name), predictions, readouts)
             record.metrics[split_name] = compute_metrics(
@@ -498,6 +583,7 @@ def _teacher(
     seed: int,
     progress: Progress = SILENT,
     label: str = "teacher",
+    processes: Processes | None = None,
 ) -> ModelRecord:
     info = splits.info
     set_seed(seed)
@@ -526,7 +612,10 @@ def _teacher(
         checkpoint=training_checkpoint_path(checkpoints, "teacher"),
         progress=progress,
     )
-    save_model_checkpoint(model_checkpoint_path(checkpoints, "teacher"), teacher, plan.teacher.spec, info.num_classes)
+    if processes is None or processes.is_main:
+        save_model_checkpoint(
+            model_checkpoint_path(checkpoints, "teacher"), teacher, plan.teacher.spec, info.num_classes
+        )
     return ModelRecord("teacher", "teacher", "erm", teacher, result, result.seconds)
 
 

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from fairdistill.data.core import Batch, BatchLoader, DatasetInfo, SplitDataset, collate, label_attr_groups
 from fairdistill.distill.features import extract_features
+from fairdistill.errors import ConfigError
 from fairdistill.evaluate.predict import predict
 from fairdistill.models import build_model
 from fairdistill.models.core import TappedModel
@@ -86,14 +87,46 @@ def test_the_global_random_stream_is_the_one_the_dataloader_left() -> None:
         assert_same_batch(got, expected)
 
 
-def test_each_process_takes_every_nth_index_of_the_same_permutation() -> None:
+def test_each_process_takes_its_piece_of_every_global_batch() -> None:
+    # N = 103, 2 processes at batch 10: global batches of 20 (the last one 3 examples), each cut in two pieces
     data = split()
     order = torch.randperm(N, generator=torch.Generator().manual_seed(2 * 100_003 + 0))
+    global_batches = [order[s : s + 20] for s in range(0, N, 20)]
+    served = []
     for rank in (0, 1):
-        loader = BatchLoader(data, 10, EpochShuffleSampler(N, seed=2, rank=rank, num_replicas=2))
-        served = torch.cat([b.index for b in loader])
-        assert torch.equal(served, order[rank::2])
-        assert len(loader) == -(-len(order[rank::2]) // 10)
+        sampler = EpochShuffleSampler(N, seed=2, rank=rank, num_replicas=2, batch_size=10)
+        loader = BatchLoader(data, 10, sampler)
+        batches = [b.index for b in loader]
+        assert len(batches) == len(loader) == 6  # the same number of steps on both processes
+        for got, whole in zip(batches, global_batches, strict=True):
+            half = -(-len(whole) // 2)
+            assert torch.equal(got, whole[:half] if rank == 0 else whole[half:])
+        assert torch.equal(sampler.indices(), torch.cat(batches))
+        served.append(torch.cat(batches))
+    # disjoint shards covering the split once
+    assert sorted(torch.cat(served).tolist()) == list(range(N))
+
+
+def test_uneven_shards_make_the_same_number_of_steps() -> None:
+    # 41 examples, 3 processes at batch 4: global batches of 12, 12, 12 and a remainder of 5 (>= 3, kept)
+    # 37 examples: a remainder of 1 (< 3 processes) joins the previous global batch
+    for size, steps in ((41, 4), (37, 3)):
+        pieces = [
+            EpochShuffleSampler(size, seed=1, rank=r, num_replicas=3, batch_size=4).batches(4) for r in range(3)
+        ]
+        assert [len(p) for p in pieces] == [steps] * 3
+        assert all(len(b) >= 1 for p in pieces for b in p)
+        sizes = [[len(b) for b in p] for p in pieces]
+        assert all(max(col) - min(col) <= 1 for col in zip(*sizes, strict=True))
+        assert sorted(torch.cat([torch.cat(p) for p in pieces]).tolist()) == list(range(size))
+        sampler = EpochShuffleSampler(size, seed=1, rank=2, num_replicas=3, batch_size=4)
+        assert sampler.num_batches(4) == steps
+    assert [len(b) for b in EpochShuffleSampler(37, 1, 0, 3, 4).batches(4)] == [4, 4, 5]
+
+
+def test_fewer_train_examples_than_processes_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="fewer than the 3 training processes"):
+        EpochShuffleSampler(2, seed=0, rank=0, num_replicas=3)
 
 
 def test_in_order_loader_and_a_plain_iterable_sampler() -> None:

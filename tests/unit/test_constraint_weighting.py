@@ -20,10 +20,13 @@ from torch import nn
 from cli_runner import run_cli, tiny_config
 from fairdistill.config import MethodConfig
 from fairdistill.data.core import Batch, DatasetInfo, SplitDataset, label_attr_groups
-from fairdistill.distill import WEIGHTINGS, MethodContext, TrainState, build_method
+from fairdistill.distill import WEIGHTINGS, Method, MethodContext, TrainState, build_method
 from fairdistill.distill.fair_constraint import DEFAULT_STEP, FairConstraintOptions, FairConstraintWeighting
+from fairdistill.distill.losses import CrossEntropyLoss
 from fairdistill.errors import ConfigError
 from fairdistill.models.core import ModelOutput, TappedModel
+from fairdistill.processes import Processes
+from fairdistill.registry import Options
 
 INFO = DatasetInfo("toy", 2, ("neg", "pos"), ("a0", "a1"), label_attr_groups(("neg", "pos"), ("a0", "a1")), "tabular")
 
@@ -259,15 +262,16 @@ def batch(data: SplitDataset) -> Batch:
 
 
 def _distributed_step(rank: int, world: int, init_file: str, out: str) -> None:
-    """One update per process; process 1's student predicts differently, yet both take process 0's step."""
+    """One between-epoch update through the method, per process; process 1's student predicts differently."""
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         weighting = make(constraint="equal-opportunity", step=2.0)
-        # on process 1 every positive of a1 is missed, so there a1 would be the worst cell
+        method = Method("fair", CrossEntropyLoss(Options(), MethodContext(INFO, TRAIN)), weighting)
+        # on process 1 every positive of a1 is missed; each process predicts its shard of the train split
         student = STUDENT if rank == 0 else TappedModel(_MissPositivesOf(1))
-        weighting.on_epoch_end(TrainState(model=student))
+        method.on_epoch_end(TrainState(model=student, processes=Processes.current()))
         torch.save(weighting.shares.clone(), f"{out}/{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -282,6 +286,8 @@ class _MissPositivesOf(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         miss = (TRAIN.attr == self.value) & (TRAIN.y == 1)
+        if len(x) != len(TRAIN):  # a shard: the rows at odd positions (process 1 of 2)
+            miss = miss[1::2]
         return torch.where(miss[:, None], torch.tensor([1.0, 0.0]), x)
 
 
@@ -294,8 +300,18 @@ def test_several_processes_take_the_same_step() -> None:
     with tempfile.TemporaryDirectory() as folder:
         mp.spawn(_distributed_step, args=(2, f"{folder}/init", folder), nprocs=2, join=True)
         shares = [torch.load(f"{folder}/{rank}.pt") for rank in (0, 1)]
-    # process 0's measurement (errors 3/4 and 1/6): a0 gains
-    assert shares[0][1].tolist() == pytest.approx(share_update([0.4, 0.6], [0.35, 1 / 6 - 0.4], 2.0))
+    # the measurement is of the gathered predictions: even positions as process 0's student predicts them, odd
+    # positions as process 1's; counted here by hand from the rows
+    logits = TRAIN.encodings["x"].clone()
+    odd = torch.arange(len(TRAIN)) % 2 == 1
+    missed = odd & (TRAIN.attr == 1) & (TRAIN.y == 1)
+    logits[missed] = torch.tensor([1.0, 0.0])
+    wrong = logits.argmax(1) != TRAIN.y
+    positives = TRAIN.y == 1
+    errors = [float(wrong[positives & (TRAIN.attr == a)].float().mean()) for a in (0, 1)]
+    pooled = float(wrong[positives].float().mean())
+    expected = share_update([0.4, 0.6], [errors[0] - pooled, errors[1] - pooled], 2.0)
+    assert shares[0][1].tolist() == pytest.approx(expected)
     assert torch.equal(shares[0], shares[1])
 
 

@@ -258,29 +258,40 @@ class BatchLoader:
         """The positions of one pass, in the order they are served."""
         if self.sampler is None:
             return torch.arange(len(self.split))
+        if isinstance(self.sampler, torch.Tensor):  # positions given directly (a process's shard)
+            return self.sampler.long()
         indices = getattr(self.sampler, "indices", None)
         if indices is not None:
             return torch.as_tensor(indices(), dtype=torch.long)
         return torch.tensor(list(self.sampler), dtype=torch.long)
 
     def __len__(self) -> int:
+        num_batches = getattr(self.sampler, "num_batches", None)
+        if num_batches is not None:
+            return int(num_batches(self.batch_size))
         size = len(self.split) if self.sampler is None else len(self.sampler)  # type: ignore[arg-type]
         return -(-size // self.batch_size)
 
-    def __iter__(self) -> Iterator[Batch]:
-        order = self.order()
-        if is_lazy(self.split):
-            return self._lazy_batches(order)
-        torch.empty((), dtype=torch.int64).random_()  # the draw DataLoader makes per pass (see the class docstring)
-        return (
-            self.split.take(order[start : start + self.batch_size]) for start in range(0, len(order), self.batch_size)
-        )
+    def batch_positions(self) -> list[torch.Tensor]:
+        """The positions of each batch of one pass: the sampler's own ``batches(batch_size)`` when it cuts them
+        (several processes), else its order cut every ``batch_size``."""
+        batches = getattr(self.sampler, "batches", None)
+        if batches is not None:
+            return list(batches(self.batch_size))
+        return list(self.order().split(self.batch_size))
 
-    def _lazy_batches(self, order: torch.Tensor) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Batch]:
+        positions = self.batch_positions()
+        if is_lazy(self.split):
+            return self._lazy_batches(positions)
+        torch.empty((), dtype=torch.int64).random_()  # the draw DataLoader makes per pass (see the class docstring)
+        return (self.split.take(batch) for batch in positions)
+
+    def _lazy_batches(self, positions: list[torch.Tensor]) -> Iterator[Batch]:
         """A lazy split's batches through a DataLoader with the split's ``workers`` (attribute; default 0), in
         exactly this order. The split's ``epoch_view(seed, epoch)``, when it has one, is given the sampler's seed and
         epoch (seeded augmentation). The DataLoader makes the per-pass draw itself."""
-        batches = [order[start : start + self.batch_size].tolist() for start in range(0, len(order), self.batch_size)]
+        batches = [batch.tolist() for batch in positions]
         dataset: Dataset = self.split
         epoch_view = getattr(self.split, "epoch_view", None)
         seed = getattr(self.sampler, "seed", None)

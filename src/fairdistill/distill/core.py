@@ -13,6 +13,7 @@ from torch import nn
 
 from fairdistill.data.core import Batch, DatasetInfo, SplitDataset
 from fairdistill.models.core import ModelOutput, TappedModel
+from fairdistill.processes import SINGLE, Processes
 from fairdistill.registry import Options, Registry
 
 #: A distillation temperature τ. Below 0.01 logits/τ overflow float32 (softmax gives NaN); above 1000 every
@@ -36,6 +37,9 @@ class TrainState:
     reinitialize_student: bool = False
     #: First epoch (1-based) eligible for checkpoint selection (JTT excludes its identification stage).
     select_from_epoch: int = 1
+    #: The run's processes: components whose state is built from a batch's statistics (GroupDRO's group losses,
+    #: the online readout's probabilities) combine them over the processes so that every process holds the same.
+    processes: Processes = SINGLE
 
     @property
     def progress(self) -> float:

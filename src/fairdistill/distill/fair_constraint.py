@@ -233,14 +233,14 @@ class FairConstraintWeighting(InstanceWeighting):
 
         assert state.model is not None
         train = self.context.train
-        pred = torch.from_numpy(np.asarray(predict_probabilities(state.model, train, state.device).argmax(1)))
+        probs = predict_probabilities(state.model, train, state.device, state.processes)
+        pred = torch.from_numpy(np.asarray(probs.argmax(1)))
         y, attr = train.y.long(), train.attr.long()
         info = self.context.info
         hits = cell_counts(y[pred == y], attr[pred == y], info.num_classes, info.num_attrs)
         positive = pred == 1
         predicted_positive = cell_counts(y[positive], attr[positive], info.num_classes, info.num_attrs)
-        both = broadcast_from_main(torch.stack([hits, predicted_positive]), state.device)
-        return both[0], both[1]
+        return hits, predicted_positive
 
     def step_from(self, hits: torch.Tensor, predicted_positive: torch.Tensor) -> None:
         """One update of the shares from measured counts (the between-epoch step)."""
@@ -267,14 +267,3 @@ class FairConstraintWeighting(InstanceWeighting):
                 if self.rule.counts[c, a] > 0:
                     stats[f"fair_weight_{label}|{value}"] = float(self.weight_table[c, a])
         return stats
-
-
-def broadcast_from_main(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """``tensor`` as process 0 has it, on every process (itself when there is one process)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    on_device = tensor.to(device if dist.get_backend() == "nccl" else "cpu").contiguous()
-    dist.broadcast(on_device, src=0)
-    return on_device.cpu()

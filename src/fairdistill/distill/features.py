@@ -8,6 +8,7 @@ import torch
 from fairdistill.data.core import SplitDataset
 from fairdistill.models.core import TappedModel
 from fairdistill.models.inference import iterate_outputs
+from fairdistill.processes import SINGLE, Processes
 
 FEATURE_BATCH_SIZE = 512
 
@@ -24,18 +25,26 @@ def pool_tap(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1)
 
 
-def extract_features(model: TappedModel, split: SplitDataset, tap: str, device: torch.device | str) -> torch.Tensor:
-    """Pooled features of tap ``tap`` for every example of ``split`` (float32, on the CPU, split order)."""
-    parts = []
-    for _, out in iterate_outputs(model, split, FEATURE_BATCH_SIZE, device):
-        parts.append(pool_tap(out.taps[tap]).float().cpu())
-    return torch.cat(parts)
-
-
-def predict_probabilities(model: TappedModel, split: SplitDataset, device: torch.device | str) -> np.ndarray:
-    """Softmax probabilities of the model for every example of ``split``."""
+def extract_features(
+    model: TappedModel, split: SplitDataset, tap: str, device: torch.device | str, processes: Processes = SINGLE
+) -> torch.Tensor:
+    """Pooled features of tap ``tap`` for every example of ``split`` (float32, on the CPU, split order); with
+    several ``processes`` (all must call it) each computes its shard and all get every row."""
+    positions = processes.shard(len(split)) if processes.several else None
     parts = [
-        torch.softmax(out.logits.float(), -1).cpu().numpy()
-        for _, out in iterate_outputs(model, split, FEATURE_BATCH_SIZE, device)
+        pool_tap(out.taps[tap]).float().cpu()
+        for _, out in iterate_outputs(model, split, FEATURE_BATCH_SIZE, device, positions)
     ]
-    return np.concatenate(parts)
+    return processes.gather_rows(torch.cat(parts), len(split))
+
+
+def predict_probabilities(
+    model: TappedModel, split: SplitDataset, device: torch.device | str, processes: Processes = SINGLE
+) -> np.ndarray:
+    """Softmax probabilities of the model for every example of ``split`` (sharded like :func:`extract_features`)."""
+    positions = processes.shard(len(split)) if processes.several else None
+    parts = [
+        torch.softmax(out.logits.float(), -1).cpu()
+        for _, out in iterate_outputs(model, split, FEATURE_BATCH_SIZE, device, positions)
+    ]
+    return processes.gather_rows(torch.cat(parts), len(split)).numpy()

@@ -21,6 +21,7 @@ from fairdistill.distill.mixing import MIXINGS, MixingRule
 from fairdistill.distill.weighting import WEIGHTINGS, InstanceWeighting
 from fairdistill.errors import ConfigError
 from fairdistill.models.core import ModelOutput, TappedModel
+from fairdistill.processes import Processes
 from fairdistill.registry import Options, validate_options
 
 
@@ -42,6 +43,14 @@ class WeightStatistics:
         self.total += float(w.sum())
         self.maximum = max(self.maximum, float(w.max())) if w.numel() else self.maximum
         self.upweighted += int((w > 1.0 + 1e-9).sum())
+
+    def combine(self, processes: Processes) -> None:
+        """The statistics of every process's batches (sums and the maximum over the processes)."""
+        if not processes.several:
+            return
+        sums = processes.sum(torch.tensor([self.count, self.total, self.upweighted], dtype=torch.float64)).tolist()
+        self.count, self.total, self.upweighted = int(sums[0]), sums[1], int(sums[2])
+        self.maximum = float(processes.max(torch.tensor([self.maximum], dtype=torch.float64))[0])
 
     def summary(self) -> dict[str, float]:
         if not self.count:
@@ -135,12 +144,19 @@ class Method(nn.Module):
         self._weight_stats.reset()
 
     def on_epoch_end(self, state: TrainState) -> dict[str, Any]:
-        """Refits for the next epoch; returns this epoch's statistics for the history (weights, τ, ...)."""
+        """Refits for the next epoch; returns this epoch's statistics for the history (weights, τ, ...).
+
+        With several processes every process refits from the same model and data (each weighting first combines
+        what it gathered from its own shard), and then takes process 0's state, so that the next epoch starts
+        from identical method state everywhere even where floating-point reductions differ."""
         stats: dict[str, Any] = dict(self.distill_loss.epoch_stats(state))
         if self.weighting is not None:
+            self._weight_stats.combine(state.processes)
             stats.update(self._weight_stats.summary())
+            self.weighting.combine_processes(state.processes)
             self.weighting.on_epoch_end(state)
             stats.update(self.weighting.epoch_stats(state))
+        state.processes.broadcast_state(self)
         if self.mixing is not None:
             stats.update(self.mixing.epoch_stats(state))
         if self.adversary is not None:

@@ -28,6 +28,7 @@ from fairdistill.distill.laplace import (
 from fairdistill.distill.weighting import WEIGHTINGS, IndexedWeighting, WeightingOptions
 from fairdistill.errors import ConfigError
 from fairdistill.models.core import ModelOutput, TappedModel
+from fairdistill.processes import Processes
 from fairdistill.registry import Options
 
 
@@ -268,11 +269,23 @@ class EarlyReadout(IndexedWeighting):
         return aux
 
     # -- between epochs --------------------------------------------------------------------------------------
+    def combine_processes(self, processes: Processes) -> None:
+        """The online head's probabilities (and features) of the whole split: each process holds those of its
+        shard (NaN / zero elsewhere, the shards disjoint), so the sum over the processes fills every row seen."""
+        if self.options.refit != "online" or not processes.several:
+            return
+        seen = ~torch.isnan(self.pending_probs).any(1)
+        counts = processes.sum(seen.to(torch.float64))
+        filled = processes.sum(torch.nan_to_num(self.pending_probs, nan=0.0))
+        self.pending_probs.copy_(torch.where((counts > 0).unsqueeze(1), filled, torch.full_like(filled, float("nan"))))
+        if self.pending_features.numel():
+            self.pending_features.copy_(processes.sum(self.pending_features))
+
     def on_epoch_end(self, state: TrainState) -> None:
         y = self.context.train.y.long()
         if self.options.refit == "epoch":
             assert state.model is not None
-            features = extract_features(state.model, self.context.train, self.tap, state.device)
+            features = extract_features(state.model, self.context.train, self.tap, state.device, state.processes)
             # after epoch 1 the head holds the previous epoch's fit: the warm start of this one
             self._fit(features, y, seed=self.context.seed + state.epoch, warm_start=state.epoch > 0)
             probs = self._score_probabilities(features, state)
@@ -328,7 +341,7 @@ class EarlyReadout(IndexedWeighting):
             if self.context.val is None or state.model is None:
                 raise ConfigError(f"{self.where}.laplace.tune: val-nll needs a validation split")
             val_features = self.head.last_layer_features(
-                extract_features(state.model, self.context.val, self.tap, state.device)
+                extract_features(state.model, self.context.val, self.tap, state.device, state.processes)
             )
             laplace.tau = tune_tau_by_validation(
                 laplace, val_features, self.context.val.y, options.predictive, options.samples, self.context.seed

@@ -16,6 +16,7 @@ from fairdistill.data.core import Batch
 from fairdistill.distill.core import MethodContext, TrainState
 from fairdistill.errors import ConfigError
 from fairdistill.models.core import ModelOutput
+from fairdistill.processes import Processes
 from fairdistill.registry import Options, Registry
 
 #: Instance weightings, by ``weighting.kind``.
@@ -61,6 +62,10 @@ class InstanceWeighting(torch.nn.Module):
 
     def on_epoch_start(self, state: TrainState) -> None:
         """Called before each epoch."""
+
+    def combine_processes(self, processes: Processes) -> None:
+        """Before :meth:`on_epoch_end` with several processes: merge what each process collected from its own
+        shard during the epoch (nothing for most weightings)."""
 
     def on_epoch_end(self, state: TrainState) -> None:
         """Called after each epoch (refits happen here)."""
@@ -109,7 +114,8 @@ class GroupDRO(InstanceWeighting):
     """Sagawa et al. (2020): q ← q·exp(η·L_g) per step over the batch's groups; loss Σ_g q_g·L_g.
 
     Expressed as per-example weights w_i = B·q_{g_i}/n_{g_i}, so mean_i(w_i·ℓ_i) = Σ_g q_g·L_g for the groups
-    present in the batch; it therefore composes with any per-example loss.
+    present in the batch; it therefore composes with any per-example loss. With several processes the group
+    counts and losses are summed over the processes' batches first (one global batch, one q everywhere).
     """
 
     requires_groups = True
@@ -129,12 +135,18 @@ class GroupDRO(InstanceWeighting):
         counts = torch.bincount(groups, minlength=num_groups).to(torch.float64)
         sums = torch.zeros(num_groups, dtype=torch.float64, device=groups.device)
         sums.index_add_(0, groups, per_example_loss.detach().to(torch.float64))
+        processes = state.processes
+        if processes.several:  # the group losses of the global batch: the same q on every process
+            both = processes.sum(torch.stack([counts, sums]))
+            counts, sums = both[0], both[1]
         present = counts > 0
         group_loss = torch.where(present, sums / counts.clamp(min=1), torch.zeros_like(sums))
         # q·exp(η·L) normalised, computed as a softmax of log q + η·L so that a large η cannot overflow
         q = torch.softmax(torch.log(self.q.to(groups.device)) + self.options.eta * group_loss * present, dim=0)
         self.q.copy_(q.to(self.q.device))
-        per_group = torch.where(present, q / counts.clamp(min=1), torch.zeros_like(q)) * len(groups)
+        # ×world: DDP averages the processes' gradients, so Σ over processes of (1/B_r)·Σ_i w_i·ℓ_i / world must
+        # be Σ_g q_g·L_g with the global counts
+        per_group = torch.where(present, q / counts.clamp(min=1), torch.zeros_like(q)) * (len(groups) * processes.world)
         return per_group[groups].to(per_example_loss.dtype)
 
     def epoch_stats(self, state: TrainState) -> dict[str, float]:
@@ -181,7 +193,7 @@ class JustTrainTwice(IndexedWeighting):
         from fairdistill.distill.features import predict_probabilities
 
         assert state.model is not None
-        probs = predict_probabilities(state.model, self.context.train, state.device)
+        probs = predict_probabilities(state.model, self.context.train, state.device, state.processes)
         wrong = torch.from_numpy(np.asarray(probs.argmax(1) != self.context.train.y.numpy()))
         self.table.copy_(torch.where(wrong, self.options.upweight, 1.0).to(self.table.dtype))
         self.error_share = float(wrong.float().mean())

@@ -11,6 +11,7 @@ import torch
 from fairdistill.data.core import SplitDataset
 from fairdistill.models.core import TappedModel
 from fairdistill.models.inference import iterate_outputs
+from fairdistill.processes import SINGLE, Processes
 
 
 @dataclass
@@ -37,16 +38,27 @@ class Predictions:
         return frame
 
 
-def predict(model: TappedModel, split: SplitDataset, batch_size: int, device: torch.device | str) -> Predictions:
-    """Class probabilities of ``model`` on every example of ``split`` (eval mode, no gradients)."""
+def predict(
+    model: TappedModel,
+    split: SplitDataset,
+    batch_size: int,
+    device: torch.device | str,
+    processes: Processes = SINGLE,
+) -> Predictions:
+    """Class probabilities of ``model`` on every example of ``split`` (eval mode, no gradients).
+
+    With several ``processes`` (every one must call it) each predicts its shard and all get the whole split's
+    rows, each example once, in split order."""
+    positions = processes.shard(len(split)) if processes.several else None
     probs = [
-        torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
-        for _, out in iterate_outputs(model, split, batch_size, device)
+        torch.softmax(out.logits.float(), dim=-1).cpu()
+        for _, out in iterate_outputs(model, split, batch_size, device, positions)
     ]
+    local = torch.cat(probs) if probs else torch.zeros((0, 0), dtype=torch.float32)
     return Predictions(
         index=np.arange(len(split)),
         y=split.y.numpy(),
         attr=split.attr.numpy(),
         group=split.group.numpy(),
-        probs=np.concatenate(probs) if probs else np.zeros((0, 0), dtype=np.float32),
+        probs=processes.gather_rows(local, len(split)).numpy(),
     )

@@ -16,13 +16,18 @@ from fairdistill.models.core import ModelOutput, TappedModel
 
 @torch.no_grad()
 def iterate_outputs(
-    model: TappedModel, split: SplitDataset, batch_size: int, device: torch.device | str
+    model: TappedModel,
+    split: SplitDataset,
+    batch_size: int,
+    device: torch.device | str,
+    positions: torch.Tensor | None = None,
 ) -> Iterator[tuple[Batch, ModelOutput]]:
-    """Yield (batch, output) over ``split`` in order, in eval mode; the model's mode is restored afterwards."""
+    """Yield (batch, output) over ``split`` in order (only the examples at ``positions``, in that order, when
+    given), in eval mode; the model's mode is restored afterwards."""
     was_training = model.training
     model.eval()
     try:
-        for batch in BatchLoader(split, batch_size):
+        for batch in BatchLoader(split, batch_size, positions):
             batch = batch.to(device)
             yield batch, model(batch.inputs)
     finally:

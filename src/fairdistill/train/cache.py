@@ -188,7 +188,7 @@ def load_or_compute(
     rather than being cached.
     """
     entry = Path(cache_dir) / TEACHER_DIR / cache_key(weights_digest(teacher), dataset_description, split)
-    cached = _read_entry(entry, len(split), num_classes)
+    cached = read_entry(entry, len(split), num_classes)
     if cached is not None:
         log.info("teacher cache hit: %s", entry)
         return cached
@@ -238,7 +238,7 @@ class _DamagedEntry(Exception):
     """A complete cache entry whose content is unreadable or disagrees with what was expected."""
 
 
-def _read_entry(entry: Path, n: int, num_classes: int | None = None) -> TeacherOutputs | None:
+def read_entry(entry: Path, n: int, num_classes: int | None = None) -> TeacherOutputs | None:
     """The valid entry (memory-mapped), or None when it is missing or damaged (a warning; nothing is deleted)."""
     try:
         return _open_entry(entry, n, num_classes)

@@ -15,7 +15,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.optimizer import AcceleratedOptimizer
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
@@ -25,6 +25,7 @@ from fairdistill.distill.core import TeacherOutputs, TrainState
 from fairdistill.distill.method import Method
 from fairdistill.errors import ConfigError, TrainingDivergedError
 from fairdistill.models.core import ModelOutput, TappedModel
+from fairdistill.processes import Processes, launched_processes
 from fairdistill.progress import ON_SCREEN, SILENT, Progress
 from fairdistill.train.checkpoint import (
     capture_rng,
@@ -53,49 +54,97 @@ def make_accelerator(device: str = "auto", mixed_precision: str = "no") -> Accel
     """An Accelerator for the run (``device: cpu`` forces the CPU even when a GPU is present).
 
     Accelerate keeps one process-wide state; a run asking for another precision or device than the previous
-    run in the same process (a sweep, a test session) starts it afresh.
+    run in the same process (a sweep, a test session) starts it afresh. Under ``torchrun`` / ``accelerate launch``
+    the processes form one job (gloo on the CPU, NCCL on GPUs); DDP runs with a static graph, which also
+    serves models with parameters that no step uses (an unused pooler, a tap's head).
     """
     if AcceleratorState._shared_state:
         current = AcceleratorState()
         if str(current.mixed_precision) != mixed_precision or (device == "cpu" and current.device.type != "cpu"):
             AcceleratorState._reset_state(True)
+    # under a launcher on a machine without a GPU, Accelerate runs each process alone unless told to use the CPU
+    on_cpu = device == "cpu" or (launched_processes() > 1 and not torch.cuda.is_available())
+    handlers = [DistributedDataParallelKwargs(static_graph=True)] if launched_processes() > 1 else []
     try:
-        return Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision)
+        return Accelerator(cpu=on_cpu, mixed_precision=mixed_precision, kwargs_handlers=handlers)
     except ValueError as exc:  # a precision the hardware cannot do
         raise ConfigError(f"mixed_precision: {mixed_precision!r} is not available here ({exc})") from None
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order; with several
-    processes each takes every ``num_replicas``-th index of the same permutation."""
+    """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order.
 
-    def __init__(self, size: int, seed: int, rank: int = 0, num_replicas: int = 1) -> None:
+    With several processes the permutation is cut into *global* batches of ``batch_size × num_replicas``
+    examples and each global batch into ``num_replicas`` contiguous pieces (sizes differing by at most one);
+    process ``rank`` takes its piece of each. So every process makes the same number of steps (uneven splits
+    cannot hang the gradient all-reduce), the shards are disjoint and cover the split once per epoch, and one
+    step sees the examples a one-process run at batch ``batch_size × num_replicas`` sees. A last global batch
+    with fewer examples than processes joins the one before it.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, num_replicas: int = 1, batch_size: int = 1) -> None:
+        if size < num_replicas:
+            raise ConfigError(
+                f"the train split has {size} example(s), fewer than the {num_replicas} training processes; "
+                "run fewer processes"
+            )
         self.size, self.seed, self.rank, self.num_replicas = size, seed, rank, num_replicas
+        #: the per-process batch size that cuts the global batches (``indices`` and ``len`` follow it)
+        self.batch_size = batch_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def permutation(self) -> torch.Tensor:
+        """This epoch's order of the whole split (the same on every process)."""
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.size, generator=generator)
+
+    def batches(self, batch_size: int) -> list[torch.Tensor]:
+        """This process's batches of this epoch, in order."""
+        order = self.permutation()
+        if self.num_replicas == 1:
+            return list(order.split(batch_size))
+        step = batch_size * self.num_replicas
+        starts = list(range(0, self.size, step))
+        if len(starts) > 1 and self.size - starts[-1] < self.num_replicas:
+            starts.pop()  # too few for every process: the remainder joins the previous global batch
+        ends = [*starts[1:], self.size]
+        return [torch.tensor_split(order[a:b], self.num_replicas)[self.rank] for a, b in zip(starts, ends, strict=True)]
+
+    def num_batches(self, batch_size: int) -> int:
+        """Steps per epoch (the same on every process)."""
+        if self.num_replicas == 1:
+            return -(-self.size // batch_size)
+        step = batch_size * self.num_replicas
+        count = -(-self.size // step)
+        return count - 1 if count > 1 and self.size - (count - 1) * step < self.num_replicas else count
+
     def indices(self) -> torch.Tensor:
         """This epoch's positions for this process, as one tensor (what iterating the sampler yields)."""
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.size, generator=generator)[self.rank :: self.num_replicas]
+        if self.num_replicas == 1:
+            return self.permutation()
+        return torch.cat(self.batches(self.batch_size))
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.size, self.num_replicas))
+        if self.num_replicas == 1:
+            return self.size
+        return sum(len(b) for b in self.batches(self.batch_size))
 
 
 def train_loader(
     split: SplitDataset, batch_size: int, seed: int, accelerator: Accelerator | None = None
 ) -> BatchLoader:
     """Shuffled loader whose order depends only on ``seed`` and the epoch (``loader.sampler.set_epoch``); each
-    batch is gathered at once by index (the batches a DataLoader over the same sampler would give)."""
+    batch is gathered at once by index (the batches a DataLoader over the same sampler would give); with several
+    processes, this process's pieces of the global batches (:class:`EpochShuffleSampler`)."""
     rank = accelerator.process_index if accelerator is not None else 0
     replicas = accelerator.num_processes if accelerator is not None else 1
-    sampler = EpochShuffleSampler(len(split), seed, rank, replicas)
+    sampler = EpochShuffleSampler(len(split), seed, rank, replicas, batch_size)
     return BatchLoader(split, batch_size, sampler)
 
 
@@ -238,6 +287,7 @@ class _Training:
         progress: Progress,
     ) -> None:
         self.method, self.config, self.accelerator, self.seed = method, config, accelerator, seed
+        self.processes = Processes.current(accelerator.device)
         self.teacher_cache, self.validate, self.select, self.desc = teacher_cache, validate, select, desc
         self.checkpoint, self.progress = checkpoint, progress
         #: The online teacher (run on every batch), kept in eval mode on the run's device; None: the cache.
@@ -255,9 +305,16 @@ class _Training:
         self.scheduler = build_scheduler(self.stepper.optimizer, config, math.ceil(len(self.loader) / self.accumulate))
         self.trainable = [p for p in [*self.model.parameters(), *method.parameters()] if p.requires_grad]
         method.to(accelerator.device)
+        #: the method's own parameters (adversary, temperature, projection, readout head): outside the DDP wrapper,
+        #: so their gradients are averaged over the processes by hand
+        self.method_parameters = [p for p in method.parameters() if p.requires_grad]
         self.raw_model: TappedModel = accelerator.unwrap_model(self.model)
         self.state = TrainState(
-            num_epochs=config.epochs, steps_per_epoch=len(self.loader), model=self.raw_model, device=accelerator.device
+            num_epochs=config.epochs,
+            steps_per_epoch=len(self.loader),
+            model=self.raw_model,
+            device=accelerator.device,
+            processes=self.processes,
         )
         self.history: list[dict[str, Any]] = []
         self.best = _BestEpoch(select)
@@ -276,7 +333,8 @@ class _Training:
         self.state.step, self.state.select_from_epoch = saved["step"], saved["select_from_epoch"]
         self.history, self.seconds_before, first_epoch = saved["history"], saved["seconds"], saved["epoch"]
         self.best.restore(saved["best"])
-        restore_rng(saved["rng"])
+        by_rank = saved.get("rng_by_rank")
+        restore_rng(by_rank[self.processes.rank] if by_rank and len(by_rank) == self.processes.world else saved["rng"])
         log.info("%s: resumed after epoch %d from %s", self.desc, first_epoch, self.checkpoint)
         self.progress.restored(first_epoch)
         return first_epoch
@@ -325,6 +383,7 @@ class _Training:
                     )
                 stepper.backward(loss / window if window != 1 else loss)  # x / 1 == x: skip the op
             if steps_now:
+                self.processes.average_gradients(self.method_parameters)
                 if config.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(self.trainable, config.max_grad_norm)
                 stepper.step()
@@ -335,14 +394,19 @@ class _Training:
             count += len(batch)
             if show_loss:
                 bar.set_postfix(loss=f"{total / count:.4f}")
+        if self.processes.several:
+            total, count = self.processes.sum(torch.tensor([total, float(count)], dtype=torch.float64)).tolist()
+            # BatchNorm statistics: each process updated its own from its shard; keep process 0's everywhere
+            self.processes.broadcast_state(self.raw_model, buffers_only=True)
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if config.scheduler != "constant" or config.warmup_epochs > 0:
             record["lr"] = self.scheduler.get_last_lr()[0]  # the rate the next epoch starts with
         with self.progress.phase(f"{self.desc} epoch {epoch + 1}/{config.epochs}: validating", announce=False):
-            if self.validate is not None and accelerator.is_main_process:
+            if self.validate is not None:  # every process: the validator shards the split and gathers the rows
                 record.update(self.validate(self.raw_model))
             record.update(method.on_epoch_end(state))
-        return record
+        # one history on every process (the method's statistics of the epoch are process 0's)
+        return self.processes.broadcast_object(record)
 
     def teacher_outputs(self, batch: Batch) -> ModelOutput | None:
         """The teacher's outputs for ``batch``: the online teacher on the batch's own tensors (the views the student
@@ -367,13 +431,17 @@ class _Training:
             reinitialize(self.raw_model, self.optimizer, self.seed + epoch + 1)
             self.state.reinitialize_student = False
             log.info("%s: student re-initialised after epoch %d", self.desc, epoch + 1)
-        if self.checkpoint is not None and self.accelerator.is_main_process:
+        if self.checkpoint is not None:
             self.save_checkpoint(epoch + 1)
 
     def save_checkpoint(self, epochs_done: int) -> None:
-        """The complete training state after ``epochs_done`` epochs, written atomically."""
+        """The complete training state after ``epochs_done`` epochs, written atomically by process 0 (with every
+        process's random state; the others only hand theirs over)."""
         if self.checkpoint is None:
             raise ValueError(f"{self.desc}: no checkpoint path to save the training state to")
+        rng_by_rank = self.processes.gather_objects(capture_rng()) if self.processes.several else None
+        if not self.processes.is_main:
+            return
         save_training_checkpoint(
             self.checkpoint,
             {
@@ -387,6 +455,7 @@ class _Training:
                 "history": self.history,
                 "seconds": self.seconds(),
                 "rng": capture_rng(),
+                **({"rng_by_rank": rng_by_rank} if rng_by_rank is not None else {}),
                 "best": self.best.to_saved(),
             },
         )
