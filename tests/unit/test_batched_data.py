@@ -111,9 +111,7 @@ def test_uneven_shards_make_the_same_number_of_steps() -> None:
     # 41 examples, 3 processes at batch 4: global batches of 12, 12, 12 and a remainder of 5 (>= 3, kept)
     # 37 examples: a remainder of 1 (< 3 processes) joins the previous global batch
     for size, steps in ((41, 4), (37, 3)):
-        pieces = [
-            EpochShuffleSampler(size, seed=1, rank=r, num_replicas=3, batch_size=4).batches(4) for r in range(3)
-        ]
+        pieces = [EpochShuffleSampler(size, seed=1, rank=r, num_replicas=3, batch_size=4).batches(4) for r in range(3)]
         assert [len(p) for p in pieces] == [steps] * 3
         assert all(len(b) >= 1 for p in pieces for b in p)
         sizes = [[len(b) for b in p] for p in pieces]

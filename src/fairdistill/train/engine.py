@@ -15,7 +15,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.optimizer import AcceleratedOptimizer
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
+from accelerate.utils import DistributedType, set_seed
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
@@ -55,8 +55,8 @@ def make_accelerator(device: str = "auto", mixed_precision: str = "no") -> Accel
 
     Accelerate keeps one process-wide state; a run asking for another precision or device than the previous
     run in the same process (a sweep, a test session) starts it afresh. Under ``torchrun`` / ``accelerate launch``
-    the processes form one job (gloo on the CPU, NCCL on GPUs); DDP runs with a static graph, which also
-    serves models with parameters that no step uses (an unused pooler, a tap's head).
+    the processes form one job (gloo on the CPU, NCCL on GPUs), the model wrapped in DDP with its defaults (every
+    parameter must take part in each step's loss; its gradient hooks fire as backward reaches them).
     """
     if AcceleratorState._shared_state:
         current = AcceleratorState()
@@ -64,9 +64,8 @@ def make_accelerator(device: str = "auto", mixed_precision: str = "no") -> Accel
             AcceleratorState._reset_state(True)
     # under a launcher on a machine without a GPU, Accelerate runs each process alone unless told to use the CPU
     on_cpu = device == "cpu" or (launched_processes() > 1 and not torch.cuda.is_available())
-    handlers = [DistributedDataParallelKwargs(static_graph=True)] if launched_processes() > 1 else []
     try:
-        return Accelerator(cpu=on_cpu, mixed_precision=mixed_precision, kwargs_handlers=handlers)
+        return Accelerator(cpu=on_cpu, mixed_precision=mixed_precision)
     except ValueError as exc:  # a precision the hardware cannot do
         raise ConfigError(f"mixed_precision: {mixed_precision!r} is not available here ({exc})") from None
 
