@@ -18,6 +18,7 @@ from fairdistill.data.waterbirds import parse_waterbirds
 from fairdistill.data.wider_attribute import (
     CLUSTER_NAMES,
     CLUSTERS,
+    event_key,
     image_gender,
     parse_wider_attribute,
 )
@@ -374,6 +375,54 @@ def test_wider_labels_splits_and_sixteen_classes(tmp_path: Path) -> None:
     names = {Path(r.path).name: CLUSTER_NAMES[r.y] for rows in coarse.rows.values() for r in rows}
     assert names["t_0.jpg"] == "Parade" and names["t_19.jpg"] == "Team_Sports"
     assert names["t_21.jpg"] == "Team_Sports" and names["t_3.jpg"] == "Performance_And_Entertainment"
+
+
+#: WIDER's own event ids of the 30 WIDER Attribute scenes (its image folders ``<id>--<Event>``) and the cluster
+#: each gets in a public implementation of the seed-002 benchmark's 30 → 16 mapping (written out here by hand).
+WIDER_IDS = [
+    0,
+    1,
+    3,
+    4,
+    6,
+    7,
+    11,
+    15,
+    17,
+    18,
+    19,
+    20,
+    22,
+    25,
+    27,
+    28,
+    30,
+    31,
+    33,
+    35,
+    36,
+    37,
+    39,
+    43,
+    44,
+    50,
+    51,
+    54,
+    57,
+    58,
+]
+SEED_CLUSTER_IDS = [2, 8, 7, 14, 1, 13, 8, 8, 1, 14, 15, 15, 11, 7, 6, 13, 5, 3, 4, 0, 0, 0, 4, 10, 4, 1, 9, 12, 10, 0]
+
+
+def test_the_16_clusters_are_the_seed_benchmarks_for_folder_style_event_names() -> None:
+    """Every event, named as WIDER's folders name it (``31--Waiter_Waitress``), falls in the seed's cluster."""
+    for wider_id, event, cluster in zip(WIDER_IDS, EVENTS, SEED_CLUSTER_IDS, strict=True):
+        folder_name = f"{wider_id}--{event}"
+        assert CLUSTER_NAMES.index(CLUSTERS_BY_EVENT_KEY[event_key(folder_name)]) == cluster, folder_name
+    assert len(set(SEED_CLUSTER_IDS)) == 16
+
+
+CLUSTERS_BY_EVENT_KEY = {event_key(event): cluster for event, cluster in CLUSTERS.items()}
 
 
 def test_wider_loads_batches_and_logs_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
