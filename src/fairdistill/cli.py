@@ -146,6 +146,8 @@ def sweep(
     result = run_sweep(
         config, grid or [], set_ or [], output, _method_names(methods), progress=_progress(quiet, verbose)
     )
+    if not result.is_main:
+        return
     console.print(to_rich(sweep_table(result.document), title=f"{result.document['name']}: sweep (test split)"))
     console.print(f"trade-off plot: {result.sweep_dir / 'tradeoff.png'}", highlight=False)
     console.print(f"sweep report: {result.sweep_dir / 'sweep.html'}", highlight=False)

@@ -279,7 +279,10 @@ def _execute(
     log.info("data: %s", {name: len(split) for name, split in splits.items()})
     if processes.is_main:
         record_data(run_dir, record, {name: split_digest(split) for name, split in splits.items()})
-    cache_dir = usable_cache_dir(run_cache_dir(config)) if plan.needs_teacher else run_cache_dir(config)
+    # process 0 alone writes the cache (the others read what it wrote, wherever it wrote it)
+    cache_dir = (
+        usable_cache_dir(run_cache_dir(config)) if plan.needs_teacher and processes.is_main else run_cache_dir(config)
+    )
     several = len(seeds) > 1
     tracker = None
     if processes.is_main:

@@ -47,6 +47,7 @@ from fairdistill.config import (
 )
 from fairdistill.errors import ConfigError, shown_value
 from fairdistill.output_dirs import new_stamped_dir
+from fairdistill.processes import Processes
 from fairdistill.progress import SILENT, Progress
 from fairdistill.report.tables import ComparisonTable
 
@@ -153,6 +154,8 @@ def point_label(point: list[tuple[GridAxis, int]]) -> str:
 class SweepResult:
     sweep_dir: Path
     document: dict[str, Any]
+    #: False on the other processes of a multi-process sweep (process 0 holds the document; theirs is empty)
+    is_main: bool = True
 
 
 def _point_configs(raw: dict[str, Any], points: list[list[tuple[GridAxis, int]]], name: str) -> list[RunConfig]:
@@ -280,7 +283,12 @@ def run_sweep(
     points = grid_points(axes)
     parent = Path(output) if output is not None else Path(base.output)
     configs = _point_configs(raw, points, base.name)
-    sweep_dir = new_stamped_dir(parent, f"{base.name}-sweep", "sweep")
+    # under torchrun every process runs every point's run together; process 0 alone keeps the books and writes
+    processes = experiment.run_processes(base)
+    if not processes.is_main:
+        progress = SILENT
+    created = str(new_stamped_dir(parent, f"{base.name}-sweep", "sweep")) if processes.is_main else ""
+    sweep_dir = Path(processes.broadcast_object(created))
     started = time.time()
     document: dict[str, Any] = {
         "schema_version": SWEEP_SCHEMA_VERSION,
@@ -343,6 +351,9 @@ def run_sweep(
                 f"teacher {teacher_note}"
             )
             result = experiment.run(run_config, progress=progress)
+            if not processes.is_main:
+                _sync_books(processes, teachers, teacher_rows, students, derived, side_rows)
+                continue
             run_name = result.run_dir.name
             entry["run_dir"] = run_name
             trained = headline(result.metrics)
@@ -375,6 +386,8 @@ def run_sweep(
             entry["trained"] = (["teacher"] if reused_teacher is None and config.teacher.checkpoint is None else []) + [
                 m.name for m in new
             ]
+        if not processes.is_main:
+            continue  # nothing ran at this point (every model already trained): the books are unchanged
         for m in config.methods:
             point_from, run_dir, row = students[mids[m.name]]
             rows[m.name] = row if point_from == key else {**row, "reused_from": point_from, "run_dir": run_dir}
@@ -391,6 +404,11 @@ def run_sweep(
         document["points"].append(entry)
         document["seconds"] = round(time.time() - started, 3)
         write_json(sweep_dir / "sweep.json", document)
+        if not new:
+            continue  # nothing ran, so the other processes did not stop at this point
+        _sync_books(processes, teachers, teacher_rows, students, derived, side_rows)
+    if not processes.is_main:
+        return SweepResult(sweep_dir, {}, is_main=False)
     title = f"{base.name}: sweep over {', '.join(a.path for a in axes)}"
     png = tradeoff_png(tradeoff_points(document), title)
     with atomic_path(sweep_dir / "tradeoff.png") as tmp:
@@ -400,6 +418,17 @@ def run_sweep(
     write_json(sweep_dir / "sweep.json", document)
     write_sweep_report(sweep_dir, document, png)
     return SweepResult(sweep_dir, document)
+
+
+def _sync_books(processes: Processes, *books: dict[str, Any]) -> None:
+    """Give every process process 0's record of what is trained where (which points the others skip and
+    which teacher checkpoints they load must agree)."""
+    if not processes.several:
+        return
+    updated = processes.broadcast_object([dict(book) for book in books])
+    for book, value in zip(books, updated, strict=True):
+        book.clear()
+        book.update(value)
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:

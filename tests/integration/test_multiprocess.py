@@ -172,3 +172,25 @@ def test_a_two_process_run_killed_mid_training_resumes_to_the_same_end(
         assert [h["train_loss"] for h in got[name].get("history", [])] == pytest.approx(
             [h["train_loss"] for h in want[name].get("history", [])], abs=1e-9
         )
+
+
+def test_a_sweep_under_two_processes_is_one_sweep(config_path: Path, tmp_path: Path) -> None:
+    """Process 0 keeps the books (which point trains what, which teacher is reused); every process runs each
+    point's run with it."""
+    small = {**yaml.safe_load(config_path.read_text()), "methods": [CONFIG["methods"][2]]}
+    small["data"] = {**small["data"], "max_examples": 2001}
+    small["teacher"]["train"]["epochs"] = 1
+    small["student"]["train"]["epochs"] = 1
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(small))
+    parent = tmp_path / "sweeps"
+    grid = "methods.groupdro.weighting.eta=0.01,0.1"
+    done = torchrun(
+        "-m", "fairdistill", "sweep", str(path), "--grid", grid, "--output", str(parent), "-q", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    (sweep_dir,) = run_dirs(parent)
+    document = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [point["trained"] for point in document["points"]] == [["teacher", "groupdro"], ["groupdro"]]
+    assert [point["run_dir"] for point in document["points"]] == [p.name for p in run_dirs(sweep_dir)]
+    assert done.stdout.count("sweep directory:") == 1  # printed by process 0 only
