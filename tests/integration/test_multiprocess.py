@@ -194,3 +194,50 @@ def test_a_sweep_under_two_processes_is_one_sweep(config_path: Path, tmp_path: P
     assert [point["trained"] for point in document["points"]] == [["teacher", "groupdro"], ["groupdro"]]
     assert [point["run_dir"] for point in document["points"]] == [p.name for p in run_dirs(sweep_dir)]
     assert done.stdout.count("sweep directory:") == 1  # printed by process 0 only
+
+
+#: every other kind of method state, on a CNN with BatchNorm: a learned temperature, KD++'s projection, JTT's
+#: error set and re-initialisation, the online readout's merged probabilities and Laplace fits, the fair-constraint
+#: cell weights, the Teacher's pet mixing table
+ZOO: dict[str, Any] = {
+    "name": "two-processes-zoo",
+    "seed": 1,
+    "data": {"name": "colored-mnist", "max_examples": 401},
+    "device": "cpu",
+    "teacher": {"model": {"name": "cnn", "width": 6, "blocks": 2}, "train": {"epochs": 1, "batch_size": 32}},
+    "student": {"model": {"name": "cnn", "width": 4, "blocks": 2}, "train": {"epochs": 2, "batch_size": 32}},
+    "methods": [
+        {"name": "ctkd", "loss": {"kind": "ctkd", "scope": "global", "alpha": 0.9, "ramp_epochs": 2}},
+        {"name": "kdpp", "loss": {"kind": "kdpp", "kd_weight": 1.0, "nd_weight": 2.0, "tau": 4.0}},
+        {"name": "jtt", "loss": {"kind": "kd", "tau": 2.0}, "weighting": {"kind": "jtt", "identify_epochs": 1}},
+        {
+            "name": "online-laplace",
+            "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
+            "weighting": {"kind": "early-readout", "score": "laplace-margin", "refit": "online"},
+        },
+        {
+            "name": "dedier-laplace",
+            "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
+            "weighting": {"kind": "early-readout", "score": "laplace-margin"},
+        },
+        {
+            "name": "fair",
+            "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9},
+            "weighting": {"kind": "fair-constraint", "constraint": "equal-opportunity"},
+        },
+        {"name": "pet", "loss": {"kind": "kd", "tau": 2.0}, "mixing": {"kind": "per-group-alpha", "by": "group"}},
+    ],
+    "select": "val_worst_group_acc",
+}
+
+
+def test_every_kind_of_method_state_is_identical_on_both_processes(tmp_path: Path) -> None:
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump({**ZOO, "cache_dir": str(tmp_path / "cache")}))
+    digests = tmp_path / "digests"
+    done = harness_run(tmp_path, digests, 0, "run", str(path), "--output", str(tmp_path / "runs"), "-q")
+    assert done.returncode == 0, done.stderr[-4000:]
+    first, second = read_digests(digests / "rank0.jsonl"), read_digests(digests / "rank1.jsonl")
+    names = [m["name"] for m in ZOO["methods"]]
+    assert [(d["model"], d["epoch"]) for d in first] == [("teacher", 1)] + [(n, e) for n in names for e in (1, 2)]
+    assert first == second
