@@ -121,7 +121,9 @@ def test_transfer_table_fits_80_columns_with_arrows() -> None:
 def test_print_run_shows_tables_legend_and_notes(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     console = Console(width=80, record=True, file=StringIO())
     monkeypatch.setattr(fairdistill.cli, "console", console)
-    fairdistill.cli._print_run(SimpleNamespace(metrics=metrics_document(undefined=True), run_dir=tmp_path))
+    fairdistill.cli._print_run(
+        SimpleNamespace(metrics=metrics_document(undefined=True), run_dir=tmp_path, is_main=True)
+    )
     text = console.export_text()
     assert "…" not in text
     assert "acc = accuracy" in text and "MAD = mean absolute recall disparity" in text
