@@ -240,3 +240,46 @@ def test_every_kind_of_method_state_is_identical_on_both_processes(tmp_path: Pat
     names = [m["name"] for m in ZOO["methods"]]
     assert [(d["model"], d["epoch"]) for d in first] == [("teacher", 1)] + [(n, e) for n in names for e in (1, 2)]
     assert first == second
+
+
+def test_lazy_image_files_with_augmentation_and_an_online_teacher(tmp_path: Path) -> None:
+    """image-csv decoded per example by a DataLoader worker, crop-flip views, the teacher run on each process's
+    own augmented batch: one job, identical state, every test row predicted once."""
+    from test_image_csv_run import _image_table
+
+    frame = _image_table(tmp_path / "data", n=120)
+    table = tmp_path / "data" / "images.csv"
+    frame.to_csv(table, index=False)
+    data = {
+        "name": "image-csv",
+        "path": str(table),
+        "image": "file",
+        "label": "bird",
+        "attr": "light",
+        "split_column": "part",
+        "image_size": 16,
+        "resize": 20,
+        "train_augment": "crop-flip",
+        "workers": 1,
+    }
+    config = {
+        "name": "two-processes-images",
+        "seed": 0,
+        "data": data,
+        "teacher": {"model": {"name": "cnn", "width": 6, "blocks": 2}, "train": {"epochs": 1, "batch_size": 8}},
+        "student": {"model": {"name": "cnn", "width": 4, "blocks": 2}, "train": {"epochs": 2, "batch_size": 8}},
+        "methods": [{"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}}],
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    path = tmp_path / "images.yaml"
+    path.write_text(yaml.safe_dump(config))
+    digests = tmp_path / "digests"
+    done = harness_run(tmp_path, digests, 0, "run", str(path), "--output", str(tmp_path / "runs"), "-q")
+    assert done.returncode == 0, done.stderr[-4000:]
+    first, second = read_digests(digests / "rank0.jsonl"), read_digests(digests / "rank1.jsonl")
+    assert [(d["model"], d["epoch"]) for d in first] == [("teacher", 1), ("kd", 1), ("kd", 2)]
+    assert first == second
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert "the teacher runs on each augmented batch" in (run_dir / "log.txt").read_text()
+    predictions = pd.read_parquet(run_dir / "predictions" / "kd-test.parquet")
+    assert len(predictions) == int((frame["part"] == "test").sum())
