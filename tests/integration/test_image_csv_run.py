@@ -31,11 +31,9 @@ def _image_table(root: Path, n: int = 90) -> pd.DataFrame:
     return frame
 
 
-def test_image_csv_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    frame = _image_table(tmp_path / "data")
-    table = tmp_path / "data" / "images.csv"
-    frame.to_csv(table, index=False)
-    data = {
+def image_csv_data(table: Path, **options) -> dict:
+    """The ``data:`` section reading ``table`` (written from :func:`_image_table`): 16 px crop-flip views."""
+    return {
         "name": "image-csv",
         "path": str(table),
         "image": "file",
@@ -45,8 +43,15 @@ def test_image_csv_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "image_size": 16,
         "resize": 20,
         "train_augment": "crop-flip",
-        "cache": True,
+        **options,
     }
+
+
+def test_image_csv_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = _image_table(tmp_path / "data")
+    table = tmp_path / "data" / "images.csv"
+    frame.to_csv(table, index=False)
+    data = image_csv_data(table, cache=True)
     config = tiny_config(tmp_path / "run.yaml", data=data)
     assert TINY_RUN["teacher"]["model"]["name"] == "cnn"
     assert run_cli(monkeypatch, "run", str(config), "--output", str(tmp_path / "runs")) == 0

@@ -245,23 +245,12 @@ def test_every_kind_of_method_state_is_identical_on_both_processes(tmp_path: Pat
 def test_lazy_image_files_with_augmentation_and_an_online_teacher(tmp_path: Path) -> None:
     """image-csv decoded per example by a DataLoader worker, crop-flip views, the teacher run on each process's
     own augmented batch: one job, identical state, every test row predicted once."""
-    from test_image_csv_run import _image_table
+    from test_image_csv_run import _image_table, image_csv_data
 
     frame = _image_table(tmp_path / "data", n=120)
     table = tmp_path / "data" / "images.csv"
     frame.to_csv(table, index=False)
-    data = {
-        "name": "image-csv",
-        "path": str(table),
-        "image": "file",
-        "label": "bird",
-        "attr": "light",
-        "split_column": "part",
-        "image_size": 16,
-        "resize": 20,
-        "train_augment": "crop-flip",
-        "workers": 1,
-    }
+    data = image_csv_data(table, workers=1)
     config = {
         "name": "two-processes-images",
         "seed": 0,
