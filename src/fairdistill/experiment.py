@@ -25,7 +25,7 @@ from fairdistill.atomic_io import write_text
 from fairdistill.config import KindSpec, MethodConfig, RunConfig, config_to_yaml
 from fairdistill.data import Splits, load_dataset
 from fairdistill.distill import LOSSES, Method, MethodContext, TeacherOutputs, build_method
-from fairdistill.errors import FairdistillError, TrainingDivergedError, as_user_error
+from fairdistill.errors import ConfigError, FairdistillError, TrainingDivergedError, as_user_error
 from fairdistill.evaluate.analysis import add_analysis
 from fairdistill.evaluate.metrics import compute_metrics
 from fairdistill.evaluate.peers import fit_peer, plan_peers
@@ -277,6 +277,7 @@ def _execute(
     with progress.phase(f"loading data ({config.data.name})"):
         splits = load_plan_data(plan)
     log.info("data: %s", {name: len(split) for name, split in splits.items()})
+    check_split_sizes({name: len(split) for name, split in splits.items()}, processes.world)
     if processes.is_main:
         record_data(run_dir, record, {name: split_digest(split) for name, split in splits.items()})
     # process 0 alone writes the cache (the others read what it wrote, wherever it wrote it)
@@ -322,6 +323,16 @@ def _execute(
     log.info("run finished in %.1f s", time.time() - started, extra=ON_SCREEN)
     progress.finish()
     return metrics
+
+
+def check_split_sizes(sizes: dict[str, int], processes: int) -> None:
+    """Refuse splits with fewer examples than processes (each process predicts and trains on its own share)."""
+    small = [f"{name} has {size}" for name, size in sizes.items() if size < processes]
+    if small:
+        raise ConfigError(
+            f"data: every split needs at least one example per process; with {processes} processes, split "
+            f"{', '.join(small)}; run fewer processes or use more data"
+        )
 
 
 def _execute_seed(

@@ -153,3 +153,12 @@ def test_one_process_is_the_identity() -> None:
     assert torch.equal(SINGLE.shard(3), torch.arange(3))
     assert SINGLE.broadcast_object([1]) == [1]
     assert Processes.current() == SINGLE  # no process group here
+
+
+def test_splits_smaller_than_the_number_of_processes_are_refused() -> None:
+    from fairdistill.errors import ConfigError
+    from fairdistill.experiment import check_split_sizes
+
+    check_split_sizes({"train": 10, "val": 2, "test": 2}, 2)  # one example per process is enough
+    with pytest.raises(ConfigError, match="with 3 processes, split val has 2; run fewer processes"):
+        check_split_sizes({"train": 10, "val": 2, "test": 3}, 3)
