@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ from fairdistill.plan import (  # noqa: F401 -- the planning names are also reac
     run_cache_dir,
     teacher_online,
 )
-from fairdistill.processes import Processes
+from fairdistill.processes import SINGLE, Processes
 from fairdistill.progress import ON_SCREEN, SILENT, Progress
 from fairdistill.registry import Options
 from fairdistill.report.aggregate import combine_seeds
@@ -138,8 +137,7 @@ def run(config: RunConfig, *, progress: Progress = SILENT) -> RunResult:
     processes = run_processes(config)
     # one run directory: process 0 creates it and tells the others where it is (a failure there ends process 0,
     # and the launcher stops the others)
-    created = str(new_stamped_dir(Path(config.output), config.name)) if processes.is_main else ""
-    run_dir = Path(processes.broadcast_object(created))
+    run_dir = processes.from_main(lambda: new_stamped_dir(Path(config.output), config.name))
     try:
         if processes.is_main:
             write_text(run_dir / "config.yaml", config_to_yaml(config))
@@ -344,14 +342,13 @@ def _execute_seed(
     several: bool,
     cache_dir: Path,
     progress: Progress = SILENT,
-    processes: Processes | None = None,
+    processes: Processes = SINGLE,
 ) -> list[ModelRecord | ExtraRecord]:
     """Train (or load) the teacher and train every student with one seed; write checkpoints and predictions; then
     the post-processed models and the peers of the config.
 
     With several processes every one trains (its shard of each batch) and predicts its shard of val and test;
     process 0 alone builds the teacher cache, writes checkpoints and predictions and fits the extra rows."""
-    processes = processes if processes is not None else Processes()
     config = plan.config
     info = splits.info
     for what, wanted in (("postprocess", config.postprocess is not None), ("peers", bool(config.peers))):
@@ -461,27 +458,18 @@ def _shared_teacher_cache(
     """The teacher's outputs on the train split, from the cache or computed into it, by process 0 alone; the other
     processes (whose teacher holds the same weights) read the entry it wrote, or compute the outputs in memory
     when they cannot see it (another machine's disk)."""
-    build = partial(
-        load_or_compute,
-        teacher,
-        splits.train,
-        _dataset_description(plan),
-        cache_dir,
-        plan.teacher.train.eval_batch_size,
-        accelerator.device,
-        num_classes=splits.info.num_classes,
-    )
-    cache = build() if processes.is_main else None
-    written = processes.broadcast_object(str(cache.path) if cache is not None and cache.path is not None else None)
-    if cache is not None:
+    batch_size, device, num_classes = plan.teacher.train.eval_batch_size, accelerator.device, splits.info.num_classes
+    if processes.is_main:
+        cache = load_or_compute(
+            teacher, splits.train, _dataset_description(plan), cache_dir, batch_size, device, num_classes=num_classes
+        )
+        processes.broadcast_object(cache.path)
         return cache
-    found = read_entry(Path(written), len(splits.train), splits.info.num_classes) if written else None
+    written: Path | None = processes.broadcast_object(None)
+    found = read_entry(written, len(splits.train), num_classes) if written is not None else None
     if found is not None:
         return found
-    logits, embedding = compute_teacher_outputs(
-        teacher, splits.train, plan.teacher.train.eval_batch_size, accelerator.device
-    )
-    return TeacherOutputs(logits=logits, embedding=embedding)
+    return TeacherOutputs(*compute_teacher_outputs(teacher, splits.train, batch_size, device))
 
 
 def _teacher_runs_online(plan: Plan, splits: Splits) -> bool:
@@ -597,7 +585,7 @@ def _teacher(
     seed: int,
     progress: Progress = SILENT,
     label: str = "teacher",
-    processes: Processes | None = None,
+    processes: Processes = SINGLE,
 ) -> ModelRecord:
     info = splits.info
     set_seed(seed)
@@ -626,7 +614,7 @@ def _teacher(
         checkpoint=training_checkpoint_path(checkpoints, "teacher"),
         progress=progress,
     )
-    if processes is None or processes.is_main:
+    if processes.is_main:
         save_model_checkpoint(
             model_checkpoint_path(checkpoints, "teacher"), teacher, plan.teacher.spec, info.num_classes
         )

@@ -10,7 +10,7 @@ them in the same order (the engine and the run call them at the same points on e
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -67,6 +67,11 @@ class Processes:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def from_main(self, make: Callable[[], T]) -> T:
+        """``make()`` run by process 0 alone (a directory created, a file written), its value on every process."""
+        value: T | None = make() if self.is_main else None
+        return self.broadcast_object(value)  # type: ignore[return-value]  # what make() returned on process 0
 
     def gather_objects(self, obj: T) -> list[T]:
         """Every process's ``obj``, in rank order, on every process."""

@@ -287,8 +287,7 @@ def run_sweep(
     processes = experiment.run_processes(base)
     if not processes.is_main:
         progress = SILENT
-    created = str(new_stamped_dir(parent, f"{base.name}-sweep", "sweep")) if processes.is_main else ""
-    sweep_dir = Path(processes.broadcast_object(created))
+    sweep_dir = processes.from_main(lambda: new_stamped_dir(parent, f"{base.name}-sweep", "sweep"))
     started = time.time()
     document: dict[str, Any] = {
         "schema_version": SWEEP_SCHEMA_VERSION,

@@ -30,7 +30,7 @@ def extract_features(
 ) -> torch.Tensor:
     """Pooled features of tap ``tap`` for every example of ``split`` (float32, on the CPU, split order); with
     several ``processes`` (all must call it) each computes its shard and all get every row."""
-    positions = processes.shard(len(split)) if processes.several else None
+    positions = processes.shard(len(split))
     parts = [
         pool_tap(out.taps[tap]).float().cpu()
         for _, out in iterate_outputs(model, split, FEATURE_BATCH_SIZE, device, positions)
@@ -42,7 +42,7 @@ def predict_probabilities(
     model: TappedModel, split: SplitDataset, device: torch.device | str, processes: Processes = SINGLE
 ) -> np.ndarray:
     """Softmax probabilities of the model for every example of ``split`` (sharded like :func:`extract_features`)."""
-    positions = processes.shard(len(split)) if processes.several else None
+    positions = processes.shard(len(split))
     parts = [
         torch.softmax(out.logits.float(), -1).cpu()
         for _, out in iterate_outputs(model, split, FEATURE_BATCH_SIZE, device, positions)

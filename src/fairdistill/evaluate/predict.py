@@ -49,7 +49,7 @@ def predict(
 
     With several ``processes`` (every one must call it) each predicts its shard and all get the whole split's
     rows, each example once, in split order."""
-    positions = processes.shard(len(split)) if processes.several else None
+    positions = processes.shard(len(split))
     probs = [
         torch.softmax(out.logits.float(), dim=-1).cpu()
         for _, out in iterate_outputs(model, split, batch_size, device, positions)

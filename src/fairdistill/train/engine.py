@@ -100,39 +100,36 @@ class EpochShuffleSampler(Sampler[int]):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return torch.randperm(self.size, generator=generator)
 
-    def batches(self, batch_size: int) -> list[torch.Tensor]:
-        """This process's batches of this epoch, in order."""
-        order = self.permutation()
-        if self.num_replicas == 1:
-            return list(order.split(batch_size))
+    def _global_batches(self, batch_size: int) -> list[tuple[int, int]]:
+        """The (start, end) of each global batch of ``batch_size × num_replicas`` examples in the permutation."""
         step = batch_size * self.num_replicas
         starts = list(range(0, self.size, step))
         if len(starts) > 1 and self.size - starts[-1] < self.num_replicas:
             starts.pop()  # too few for every process: the remainder joins the previous global batch
-        ends = [*starts[1:], self.size]
-        return [torch.tensor_split(order[a:b], self.num_replicas)[self.rank] for a, b in zip(starts, ends, strict=True)]
+        return list(zip(starts, [*starts[1:], self.size], strict=True))
+
+    def batches(self, batch_size: int) -> list[torch.Tensor]:
+        """This process's batches of this epoch, in order (one process: the permutation cut every ``batch_size``)."""
+        order = self.permutation()
+        return [
+            torch.tensor_split(order[a:b], self.num_replicas)[self.rank] for a, b in self._global_batches(batch_size)
+        ]
 
     def num_batches(self, batch_size: int) -> int:
         """Steps per epoch (the same on every process)."""
-        if self.num_replicas == 1:
-            return -(-self.size // batch_size)
-        step = batch_size * self.num_replicas
-        count = -(-self.size // step)
-        return count - 1 if count > 1 and self.size - (count - 1) * step < self.num_replicas else count
+        return len(self._global_batches(batch_size))
 
     def indices(self) -> torch.Tensor:
         """This epoch's positions for this process, as one tensor (what iterating the sampler yields)."""
-        if self.num_replicas == 1:
-            return self.permutation()
         return torch.cat(self.batches(self.batch_size))
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())
 
     def __len__(self) -> int:
-        if self.num_replicas == 1:
-            return self.size
-        return sum(len(b) for b in self.batches(self.batch_size))
+        # tensor_split gives the first (b − a) mod N pieces one example more
+        w = self.num_replicas
+        return sum((b - a) // w + (self.rank < (b - a) % w) for a, b in self._global_batches(self.batch_size))
 
 
 def train_loader(
