@@ -498,7 +498,9 @@ class Objective:
 
     def teacher_output(self, batch: Batch) -> ModelOutput | None:
         """The teacher's (precomputed) output on the batch's examples, looked up by ``batch.index``."""
-        return None if self.teacher is None else self.teacher.lookup(batch.index, self.device)
+        if self.teacher is None:
+            return None
+        return self.teacher.lookup(batch.index, self.device, self.method.uses_teacher_embedding)
 
     def per_example_loss(self, batch: Batch, student_output: ModelOutput) -> torch.Tensor:
         """ℓ_i for every example of the batch, before weighting (shape (B,))."""
@@ -529,7 +531,7 @@ class Objective:
     def loss(self, batch: Batch, student_output: ModelOutput) -> torch.Tensor:
         """The scalar a run minimises for this batch (``Method.batch_loss``: normalisation, auxiliary and
         adversary losses included)."""
-        loss, _ = self.method.batch_loss(batch, student_output, self.teacher_output(batch), self.state)
+        loss = self.method.batch_loss(batch, student_output, self.teacher_output(batch), self.state)
         return loss
 
     def start_epoch(self) -> None:

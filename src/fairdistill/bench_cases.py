@@ -66,6 +66,8 @@ SETUPS: dict[str, dict[str, Any]] = {
     },
 }
 BARE = "bare"
+#: The floor with kd's loss: the same bare loop on the cached teacher logits (what the kd loss itself costs).
+BARE_KD = "bare-kd"
 KD_LIVE = "kd-teacher-every-step"
 
 
@@ -181,12 +183,14 @@ def _bench_dataset(name: str, settings: BenchSettings, say: Callable[[str], None
         ensure_encoding(model, splits)
         return model
 
-    def bare() -> float:
+    teacher_logits = torch.from_numpy(np.asarray(cache_train.logits, dtype=np.float32))
+
+    def bare(with_kd: bool = False) -> float:
         model = student()
 
         def epochs_of_the_floor() -> None:
             for _ in range(epochs):
-                bare_epoch(model, train.encodings, train.y, batch_size)
+                bare_epoch(model, train.encodings, train.y, batch_size, teacher_logits if with_kd else None)
 
         return timed(epochs_of_the_floor) / epochs
 
@@ -221,7 +225,7 @@ def _bench_dataset(name: str, settings: BenchSettings, say: Callable[[str], None
         return call
 
     cases = method_cases()
-    calls: dict[str, Callable[[], float]] = {BARE: bare}
+    calls: dict[str, Callable[[], float]] = {BARE: bare, BARE_KD: lambda: bare(with_kd=True)}
     skipped: dict[str, str] = {}
     for case_name, case in cases.items():  # the warm-up round (first calls pay one-off setup); finds what cannot run
         call = fitted(case)
@@ -235,6 +239,7 @@ def _bench_dataset(name: str, settings: BenchSettings, say: Callable[[str], None
             calls[case_name] = call
         say(f"{name} warm-up {case_name}: " + ("skipped" if case_name in skipped else "ok"))
     bare()
+    bare(with_kd=True)
 
     def shown(k: int, case_name: str, seconds: float) -> None:
         say(f"{name} round {k + 1}/{settings.rounds} {case_name}: {seconds:.4f} s/epoch")
@@ -243,8 +248,8 @@ def _bench_dataset(name: str, settings: BenchSettings, say: Callable[[str], None
     bare_seconds = median(times[BARE])
     erm_seconds = median(times["erm"]) if "erm" in times else None
     entries: dict[str, Any] = {}
-    for case_name in [BARE, *cases]:
-        meta = {"part": "reference", "component": BARE} if case_name == BARE else cases[case_name]
+    for case_name in [BARE, BARE_KD, *cases]:
+        meta = {"part": "reference", "component": case_name} if case_name in (BARE, BARE_KD) else cases[case_name]
         if case_name in skipped:
             entries[case_name] = {**meta, "skipped": skipped[case_name]}
             continue

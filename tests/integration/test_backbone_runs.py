@@ -8,6 +8,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cli_runner import TINY_RUN, run_cli, tiny_config
@@ -45,7 +46,12 @@ def test_efficientnet_b0_student_with_kd_and_an_early_readout(tmp_path: Path, mo
     b0 = EfficientNet.from_name("efficientnet-b0", num_classes=2, image_size=[28, 28])
     assert models["kd"]["params"] == sum(p.numel() for p in b0.parameters())
     (epoch,) = models["dedier"]["history"]
-    assert 0.0 <= epoch["readout_train_acc"] <= 1.0 and epoch["weight_max"] >= 1.0
+    assert epoch["weight_max"] == 1.0 and "readout_train_acc" not in epoch  # one epoch: w = 1, no refit after it
+    # the readout on stage3 is fit on the trained student for the report
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    frame = pd.read_parquet(run_dir / "predictions" / "dedier-test.parquet")
+    readout = frame[["readout_stage3_prob_0", "readout_stage3_prob_1"]]
+    assert (readout.sum(axis=1) - 1.0).abs().max() < 1e-5
     for name in ("kd", "dedier"):
         assert 0.0 <= models[name]["splits"]["test"]["accuracy"] <= 1.0
 

@@ -49,7 +49,7 @@ def test_every_registered_component_has_a_case_on_each_dataset(tiny_bench) -> No
         assert by_part["weighting"] == set(WEIGHTINGS.names()), name
         assert by_part["mixing"] == set(MIXINGS.names()), name
         assert by_part["adversary"] == {"adversary"}
-        assert by_part["reference"] == {"bare"}
+        assert by_part["reference"] == {"bare", "bare-kd"}
         assert by_part["teacher"] == {"kd"}  # kd with the teacher run every step
         assert {c["teacher"] for c in cases.values() if c["part"] == "teacher"} == {"every step"}
         for case_name, case in cases.items():  # measured, or skipped with a reason; never failed

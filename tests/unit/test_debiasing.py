@@ -104,7 +104,7 @@ def test_weighted_batch_loss_normalize_divides_by_the_weight_sum(normalize: bool
     idx = [0, 3, 4, 6]  # groups 0, 1, 3, 2: weights 8/16, 8/4, 8/8, 8/4 (sum 5.5, not the batch size 4)
     logits = [[0.3, -0.2], [1.0, 0.5], [-0.4, 0.9], [0.0, 2.0]]
     y = [TRAIN.y[i].item() for i in idx]
-    loss, _ = method.batch_loss(
+    loss = method.batch_loss(
         batch_of(TRAIN, idx), ModelOutput(torch.tensor(logits, dtype=torch.float64)), None, TrainState()
     )
     w = [0.5, 2.0, 1.0, 2.0]
@@ -317,7 +317,7 @@ def test_early_readout_refits_each_epoch_and_weights_its_errors() -> None:
     model = build_model({"name": "mlp", "hidden": [6, 5]}, INFO, where="m")
     readout = EarlyReadout(EarlyReadoutOptions(tap="hidden1", beta=3.0, alpha=0.2), readout_context(model, train), "m")
     assert torch.equal(readout.table, torch.ones(60))  # epoch 1: w = 1
-    state = TrainState(epoch=0, model=model)
+    state = TrainState(epoch=0, num_epochs=3, model=model)
     readout.on_epoch_end(state)
     with torch.no_grad():
         features = model({"x": x}).taps["hidden1"]
@@ -335,16 +335,38 @@ def test_early_readout_refits_each_epoch_and_weights_its_errors() -> None:
     assert nll < constant_nll - 0.05
     first = readout.table.clone()
     # Re-initialised, not warm-started: fitting again on the same features with the same seed gives the same table.
-    readout.on_epoch_end(TrainState(epoch=0, model=model))
+    readout.on_epoch_end(TrainState(epoch=0, num_epochs=3, model=model))
     assert torch.equal(first, readout.table)
     # With other student weights the weights are recomputed from the new features.
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.5 * torch.randn(p.shape, generator=g))
-    readout.on_epoch_end(TrainState(epoch=1, model=model))
+    readout.on_epoch_end(TrainState(epoch=1, num_epochs=3, model=model))
     with torch.no_grad():
         probs = torch.softmax(readout.head(model({"x": x}).taps["hidden1"]), 1)
     assert readout.table.tolist() == pytest.approx(_hand_dedier(probs.tolist(), y, 3.0, 0.2), rel=1e-5)
+
+
+@pytest.mark.parametrize("refit", ["epoch", "online"])
+def test_early_readout_does_no_refit_after_the_last_epoch(refit: str, monkeypatch) -> None:
+    """The weights made after the last epoch would serve no epoch: no feature pass, no fit, no statistics."""
+    import fairdistill.distill.readout as readout_module
+
+    x = torch.randn(40, 4, generator=torch.Generator().manual_seed(5))
+    train = split((x[:, 0] > 0).long().tolist(), [0, 1] * 20, x)
+    model = build_model({"name": "mlp", "hidden": [6, 5]}, INFO, where="m")
+    readout = EarlyReadout(EarlyReadoutOptions(refit=refit, beta=3.0), readout_context(model, train), "m")
+    readout.pending_probs[:5] = 0.5
+    passes = []
+    real = readout_module.extract_features
+    monkeypatch.setattr(readout_module, "extract_features", lambda *a, **k: passes.append(1) or real(*a, **k))
+    readout.table.fill_(2.0)
+    readout.on_epoch_end(TrainState(epoch=2, num_epochs=3, model=model))
+    assert passes == [] and readout.epoch_stats(TrainState()) == {}
+    assert torch.equal(readout.table, torch.full((40,), 2.0)) and torch.isnan(readout.pending_probs).all()
+    readout.on_epoch_end(TrainState(epoch=1, num_epochs=3, model=model))  # a middle epoch refits
+    assert "readout_train_acc" in readout.epoch_stats(TrainState())
+    assert passes == ([1] if refit == "epoch" else [])
 
 
 def test_early_readout_laplace_scores_record_tau() -> None:
@@ -354,7 +376,7 @@ def test_early_readout_laplace_scores_record_tau() -> None:
     options = EarlyReadoutOptions(score="laplace-margin", laplace={"predictive": "probit"})
     readout = EarlyReadout(options, readout_context(model, train), "m")
     assert readout.tap == "hidden1"  # the first tap when none is named
-    readout.on_epoch_end(TrainState(model=model))
+    readout.on_epoch_end(TrainState(num_epochs=2, model=model))
     stats = readout.epoch_stats(TrainState())
     assert stats["laplace_tau"] > 0 and 0.0 <= stats["readout_train_acc"] <= 1.0
     assert (readout.table >= 1.0).all()
@@ -383,7 +405,7 @@ def test_readout_head_reads_detached_features() -> None:
     assert readout.head.out.weight.grad is not None
     # predictions of this epoch become the next epoch's weights
     assert not torch.isnan(readout.pending_probs[[0, 1, 4, 5]]).any()
-    readout.on_epoch_end(TrainState(model=model))
+    readout.on_epoch_end(TrainState(num_epochs=2, model=model))
     assert torch.isnan(readout.pending_probs).all()
 
 

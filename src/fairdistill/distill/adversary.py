@@ -56,8 +56,8 @@ class Adversary(nn.Module):
         else:
             width = info.num_classes * (2 if options.input == "probs+label" else 1)
         self.net = nn.Sequential(nn.Linear(width, options.hidden), nn.ReLU(), nn.Linear(options.hidden, info.num_attrs))
-        self._correct = 0
-        self._seen = 0
+        #: this epoch's (logits, attribute, loss) per batch, detached: read once by epoch_stats (no per-step sync)
+        self._seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._strength = 0.0
 
     def strength(self, state: TrainState) -> float:
@@ -78,12 +78,16 @@ class Adversary(nn.Module):
         """Per-example adversary cross-entropy; its gradient reaches the student reversed and scaled by λ."""
         self._strength = self.strength(state)
         logits = self.net(reverse_gradient(self.signal(batch, student), self._strength))
-        with torch.no_grad():
-            self._correct += int((logits.argmax(1) == batch.attr).sum())
-            self._seen += len(batch)
-        return F.cross_entropy(logits, batch.attr, reduction="none")
+        loss = F.cross_entropy(logits, batch.attr, reduction="none")
+        self._seen.append((logits.detach(), batch.attr, loss.detach()))
+        return loss
 
     def epoch_stats(self, state: TrainState) -> dict[str, float]:
-        stats = {"adversary_acc": self._correct / max(self._seen, 1), "adversary_strength": self._strength}
-        self._correct = self._seen = 0
+        """The adversary's accuracy and mean cross-entropy on this epoch's train batches, and its strength λ."""
+        stats = {"adversary_acc": 0.0, "adversary_strength": self._strength}
+        if self._seen:
+            logits, attr, loss = (torch.cat(parts) for parts in zip(*self._seen, strict=True))
+            stats["adversary_acc"] = float((logits.argmax(1) == attr).double().mean())
+            stats["adversary_loss"] = float(loss.double().mean())
+        self._seen = []
         return stats

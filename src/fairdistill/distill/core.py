@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, ClassVar
 
@@ -42,6 +42,11 @@ class TrainState:
     processes: Processes = SINGLE
 
     @property
+    def is_last_epoch(self) -> bool:
+        """Whether the current epoch is the last one (refits for a next epoch would serve nothing)."""
+        return self.epoch + 1 >= self.num_epochs
+
+    @property
     def progress(self) -> float:
         """Fraction of training done, in [0, 1]."""
         total = max(1, self.num_epochs * self.steps_per_epoch)
@@ -55,11 +60,18 @@ class TeacherOutputs:
     logits: np.ndarray
     embedding: np.ndarray | None = None
     path: Path | None = None
+    #: the logits as one in-memory tensor (N × C, small), made at the first lookup: rows are gathered by torch
+    _logits_tensor: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
-    def lookup(self, index: torch.Tensor, device: torch.device | str) -> ModelOutput:
-        idx = index.cpu().numpy()
-        logits = torch.from_numpy(np.asarray(self.logits[idx])).to(device)
-        emb = None if self.embedding is None else torch.from_numpy(np.asarray(self.embedding[idx])).to(device)
+    def lookup(self, index: torch.Tensor, device: torch.device | str, embedding: bool = True) -> ModelOutput:
+        """The rows ``index`` (the examples' ``index``) on ``device``; ``embedding=False`` leaves the embedding
+        out (losses that read only logits: gathering ``B × d`` embedding rows costs more than the logits)."""
+        if self._logits_tensor is None:
+            self._logits_tensor = torch.from_numpy(np.array(self.logits, dtype=np.float32, copy=True))
+        logits = self._logits_tensor.index_select(0, index.cpu()).to(device)
+        emb = None
+        if embedding and self.embedding is not None:
+            emb = torch.from_numpy(np.asarray(self.embedding[index.cpu().numpy()])).to(device)
         return ModelOutput(logits=logits, embedding=emb)
 
 
@@ -117,6 +129,9 @@ class DistillLoss(nn.Module):
     """
 
     requires_teacher: ClassVar[bool] = True
+    #: Whether the loss reads the teacher's embedding; losses of logits only say False, so that a cached
+    #: teacher's embedding rows are not gathered for every batch.
+    uses_teacher_embedding: ClassVar[bool] = True
 
     def __init__(self, options: Options, context: MethodContext) -> None:
         super().__init__()

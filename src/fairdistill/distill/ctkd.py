@@ -107,6 +107,8 @@ class CTKDLoss(DistillLoss):
     with ``ctkd_tau_min``/``ctkd_tau_max``) and the epoch's reversal strength ``ctkd_grl_strength``.
     """
 
+    uses_teacher_embedding = False
+
     options: CTKDOptions
 
     def __init__(self, options: CTKDOptions, context: MethodContext) -> None:

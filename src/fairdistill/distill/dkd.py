@@ -89,6 +89,8 @@ class DKDLoss(DistillLoss):
     a single non-target class, NCKD is not informative and is taken as 0 (one warning per loss instance).
     """
 
+    uses_teacher_embedding = False
+
     options: DKDOptions
 
     def __init__(self, options: DKDOptions, context: MethodContext) -> None:

@@ -79,6 +79,8 @@ class LogitAdjustedKDLoss(DistillLoss):
     The ``adaptive-margin`` mixing recomputes the label term from the raw logits, dropping the adjustment there.
     """
 
+    uses_teacher_embedding = False
+
     options: LogitAdjustedKDOptions
 
     def __init__(self, options: LogitAdjustedKDOptions, context: MethodContext) -> None:
@@ -164,6 +166,8 @@ class LTKDLoss(DistillLoss):
     before the student matches it. With ``rebalance: batch`` an example's loss depends on its batch (through the
     batch mean of the teacher's group mass), which is fixed data (teacher outputs), so no gradient flows there.
     """
+
+    uses_teacher_embedding = False
 
     options: LTKDOptions
 

@@ -23,6 +23,8 @@ def soft_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, tau: flo
 class CrossEntropyLoss(DistillLoss):
     """Cross-entropy on the labels only: the student trained without a teacher (ERM)."""
 
+    uses_teacher_embedding = False
+
     requires_teacher = False
 
     def forward(
@@ -39,6 +41,8 @@ class KDOptions(Options):
 @LOSSES.register("kd", options=KDOptions)
 class KDLoss(DistillLoss):
     """Hinton et al. (2015): (1−α)·CE(y, z_s) + α·τ²·KL(σ(z_t/τ) ‖ σ(z_s/τ)), per example."""
+
+    uses_teacher_embedding = False
 
     options: KDOptions
 

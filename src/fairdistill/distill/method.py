@@ -26,19 +26,30 @@ from fairdistill.registry import Options, validate_options
 
 
 class WeightStatistics:
-    """Running statistics of the instance weights seen during one epoch."""
+    """Statistics of the instance weights seen during one epoch.
+
+    Each step only keeps its batch's weights (no reduction, no device synchronisation); the mean, maximum and
+    share above 1 are taken once, when the epoch's statistics are read."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
+        self._batches: list[torch.Tensor] = []
         self.count = 0
         self.total = 0.0
         self.maximum = 0.0
         self.upweighted = 0
 
     def update(self, weights: torch.Tensor) -> None:
-        w = weights.detach()
+        self._batches.append(weights.detach().reshape(-1))
+
+    def _reduce(self) -> None:
+        """Fold the kept batches into count, total, maximum and upweighted."""
+        if not self._batches:
+            return
+        w = torch.cat(self._batches).double()
+        self._batches = []
         self.count += w.numel()
         self.total += float(w.sum())
         self.maximum = max(self.maximum, float(w.max())) if w.numel() else self.maximum
@@ -46,6 +57,7 @@ class WeightStatistics:
 
     def combine(self, processes: Processes) -> None:
         """The statistics of every process's batches (sums and the maximum over the processes)."""
+        self._reduce()
         if not processes.several:
             return
         sums = processes.sum(torch.tensor([self.count, self.total, self.upweighted], dtype=torch.float64)).tolist()
@@ -53,6 +65,7 @@ class WeightStatistics:
         self.maximum = float(processes.max(torch.tensor([self.maximum], dtype=torch.float64))[0])
 
     def summary(self) -> dict[str, float]:
+        self._reduce()
         if not self.count:
             return {}
         return {
@@ -85,6 +98,11 @@ class Method(nn.Module):
     def requires_teacher(self) -> bool:
         return self.distill_loss.requires_teacher
 
+    @property
+    def uses_teacher_embedding(self) -> bool:
+        """Whether a batch's teacher outputs must carry the teacher's embedding (only the loss reads it)."""
+        return self.distill_loss.uses_teacher_embedding
+
     def numeric_options(self) -> dict[str, float]:
         """The numeric options of every part (``loss.tau``, ``weighting.beta``, ...), for messages."""
         found: dict[str, float] = {}
@@ -116,10 +134,9 @@ class Method(nn.Module):
 
     def batch_loss(
         self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The scalar to minimise for one batch, and scalar logs."""
+    ) -> torch.Tensor:
+        """The scalar to minimise for one batch (statistics are kept by the parts and read at the epoch's end)."""
         per_example = self.per_example_loss(batch, student, teacher, state)
-        logs: dict[str, float] = {}
         if self.weighting is None:
             loss = per_example.mean()
         else:
@@ -131,10 +148,8 @@ class Method(nn.Module):
             if auxiliary is not None:
                 loss = loss + auxiliary
         if self.adversary is not None:
-            adversarial = self.adversary(batch, student, state).mean()
-            logs["adversary_loss"] = float(adversarial.detach())
-            loss = loss + adversarial
-        return loss, logs
+            loss = loss + self.adversary(batch, student, state).mean()
+        return loss
 
     def on_epoch_start(self, state: TrainState) -> None:
         """Hook for components refit or rescheduled per epoch."""

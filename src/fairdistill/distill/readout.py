@@ -282,6 +282,12 @@ class EarlyReadout(IndexedWeighting):
             self.pending_features.copy_(processes.sum(self.pending_features))
 
     def on_epoch_end(self, state: TrainState) -> None:
+        """The weights of the next epoch, from a readout refit on this epoch's student (``refit: epoch``) or from
+        the online head's probabilities; nothing after the last epoch, where no epoch would use them (the
+        report's readout is refit on the selected student by :meth:`readout_probabilities`)."""
+        if state.is_last_epoch:
+            self.pending_probs.fill_(float("nan"))
+            return
         y = self.context.train.y.long()
         if self.options.refit == "epoch":
             assert state.model is not None

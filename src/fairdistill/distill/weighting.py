@@ -133,20 +133,20 @@ class GroupDRO(InstanceWeighting):
         groups = batch.group.to(per_example_loss.device)
         num_groups = self.q.numel()
         counts = torch.bincount(groups, minlength=num_groups).to(torch.float64)
-        sums = torch.zeros(num_groups, dtype=torch.float64, device=groups.device)
-        sums.index_add_(0, groups, per_example_loss.detach().to(torch.float64))
+        sums = torch.bincount(groups, weights=per_example_loss.detach().to(torch.float64), minlength=num_groups)
         processes = state.processes
         if processes.several:  # the group losses of the global batch: the same q on every process
             both = processes.sum(torch.stack([counts, sums]))
             counts, sums = both[0], both[1]
-        present = counts > 0
-        group_loss = torch.where(present, sums / counts.clamp(min=1), torch.zeros_like(sums))
+        # a group absent from the batch has sum 0, so loss 0: its q only moves by the normalisation
+        denominators = counts.clamp(min=1)
+        group_loss = sums / denominators
         # q·exp(η·L) normalised, computed as a softmax of log q + η·L so that a large η cannot overflow
-        q = torch.softmax(torch.log(self.q.to(groups.device)) + self.options.eta * group_loss * present, dim=0)
-        self.q.copy_(q.to(self.q.device))
+        q = torch.softmax(torch.add(torch.log(self.q.to(groups.device)), group_loss, alpha=self.options.eta), dim=0)
+        self.q.copy_(q)
         # ×world: DDP averages the processes' gradients, so Σ over processes of (1/B_r)·Σ_i w_i·ℓ_i / world must
-        # be Σ_g q_g·L_g with the global counts
-        per_group = torch.where(present, q / counts.clamp(min=1), torch.zeros_like(q)) * (len(groups) * processes.world)
+        # be Σ_g q_g·L_g with the global counts (absent groups are never indexed)
+        per_group = q.div_(denominators).mul_(len(groups) * processes.world)
         return per_group[groups].to(per_example_loss.dtype)
 
     def epoch_stats(self, state: TrainState) -> dict[str, float]:

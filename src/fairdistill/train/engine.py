@@ -292,7 +292,7 @@ class _Training:
         no_decay_names = getattr(model, "no_weight_decay_names", None)  # an optional hook (Hugging Face models)
         no_decay = no_decay_names() if no_decay_names is not None else ()
         named = [*model.named_parameters(), *(("method." + n, p) for n, p in method.named_parameters())]
-        optimizer = build_optimizer(named, config, no_decay)
+        optimizer = build_optimizer(named, config, no_decay, accelerator.device.type)
         self.loader = train_loader(train, config.batch_size, seed, accelerator)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.accumulate = config.gradient_accumulation_steps
@@ -371,7 +371,7 @@ class _Training:
             with contextlib.nullcontext() if steps_now else accelerator.no_sync(model):
                 student_out = model(batch.inputs)
                 teacher_out = self.teacher_outputs(batch)
-                loss, _logs = method.batch_loss(batch, student_out, teacher_out, state)
+                loss = method.batch_loss(batch, student_out, teacher_out, state)
                 loss_value = loss.item()  # one read of the loss serves the divergence check and the epoch mean
                 if not math.isfinite(loss_value):
                     raise TrainingDivergedError(
@@ -413,7 +413,7 @@ class _Training:
             embedding = None if out.embedding is None else out.embedding.float()
             return ModelOutput(logits=out.logits.float(), embedding=embedding)
         if self.teacher_cache is not None:
-            return self.teacher_cache.lookup(batch.index, self.accelerator.device)
+            return self.teacher_cache.lookup(batch.index, self.accelerator.device, self.method.uses_teacher_embedding)
         return None
 
     def end_epoch(self, epoch: int, record: dict[str, Any]) -> None:
