@@ -42,7 +42,7 @@ def build_optimizer(
     else:
         groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": plain, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
-    params = [p for g in groups for p in g["params"]]
+    params = decay + plain
     fused = device_type in FUSED_DEVICE_TYPES and bool(params) and all(p.is_floating_point() for p in params)
     options: dict[str, Any] = {"fused": True} if fused else {}
     if config.optimizer == "adamw":
