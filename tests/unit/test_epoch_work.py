@@ -164,3 +164,31 @@ def test_adam_has_one_group_without_weight_decay_and_resumes_a_two_group_checkpo
     decayed_old["param_groups"][0]["weight_decay"] = 0.1
     with pytest.raises(ValueError, match="weight decay"):
         merge_parameter_groups(decayed_old, new)
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_newton_and_lbfgs_reach_the_same_readout_minimum(classes: int, monkeypatch) -> None:
+    import fairdistill.distill.readout as readout_module
+
+    x, y = _noisy_features(2000, 7, classes, seed=10 + classes)
+    newton = ReadoutHead(7, classes, "linear", 8)
+    newton_steps = fit_linear_head(newton, x, y, warm_start=False, seed=0)
+    monkeypatch.setattr(readout_module, "NEWTON_MAX_PARAMETERS", 0)  # the L-BFGS path
+    lbfgs = ReadoutHead(7, classes, "linear", 8)
+    lbfgs_iterations = fit_linear_head(lbfgs, x, y, warm_start=False, seed=0)
+    with torch.no_grad():
+        newton_loss = float(F.cross_entropy(newton(x).double(), y))
+        lbfgs_loss = float(F.cross_entropy(lbfgs(x).double(), y))
+        assert torch.allclose(torch.softmax(newton(x), 1), torch.softmax(lbfgs(x), 1), atol=1e-4)
+    assert newton_loss == pytest.approx(lbfgs_loss, abs=1e-8)
+    assert newton_steps < lbfgs_iterations  # both stop at the same gradient tolerance
+
+
+def test_newton_readout_stops_on_separable_classes_with_finite_weights() -> None:
+    x = torch.randn(200, 3, generator=torch.Generator().manual_seed(2))
+    y = (x[:, 0] > 0).long()  # separable: the unregularised optimum lies at infinity
+    head = ReadoutHead(3, 2, "linear", 8)
+    steps = fit_linear_head(head, x, y, warm_start=False, seed=0)
+    assert 0 < steps <= 50 and bool(torch.isfinite(head.out.weight).all())
+    with torch.no_grad():
+        assert bool((head(x).argmax(1) == y).all())  # it separates them

@@ -118,7 +118,12 @@ class LossTerms:
     teacher_weight: float | torch.Tensor = 1.0
 
     def combine(self) -> torch.Tensor:
-        return self.label_weight * self.label + self.teacher_weight * self.teacher
+        lw, tw = self.label_weight, self.teacher_weight
+        if isinstance(lw, torch.Tensor) or isinstance(tw, torch.Tensor):
+            return lw * self.label + tw * self.teacher
+        # constant weights: one fused multiply-add (two ops fewer on a small model's step)
+        label = self.label if lw == 1.0 else self.label * lw
+        return torch.add(label, self.teacher, alpha=tw)
 
 
 class DistillLoss(nn.Module):

@@ -145,11 +145,69 @@ def fit_head(
 #: the tap, where the unregularised optimum lies at infinity).
 LBFGS_TOLERANCE_GRAD = 1e-6
 LBFGS_MAX_ITER = 200
+#: Heads with at most this many parameters, C·(d + 1), are fit by Newton's method instead: the Hessian is
+#: small enough to build and solve, and a handful of steps reach the minimum (L-BFGS takes ~30 closures).
+NEWTON_MAX_PARAMETERS = 160
+#: Newton stops at the L-BFGS gradient tolerance or after this many steps (separable classes).
+NEWTON_MAX_STEPS = 50
+
+
+def _relative_fit(x: torch.Tensor, target: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and class probabilities of the softmax model whose class-0 logit is 0 and whose other
+    logits are x βᵀ (``beta``: (C − 1) × (d + 1))."""
+    logits = torch.cat([x.new_zeros(x.shape[0], 1), x @ beta.T], 1)
+    log_probs = torch.log_softmax(logits, 1)
+    return -log_probs.gather(1, target.unsqueeze(1)).mean(), log_probs.exp()
+
+
+def newton_softmax_regression(x: torch.Tensor, target: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The minimum of the mean cross-entropy of θ (C × (d + 1), ``x`` with a column of ones appended), by Newton
+    steps with a backtracking (Armijo) line search, in float64; returns θ and the steps taken.
+
+    Softmax ignores a common shift of the classes, so the steps move β = θ_c − θ_0 (c ≥ 1) with θ_0 kept: the
+    Hessian of β, blocks (a, b) = mean_n p_a(δ_ab − p_b)·x xᵀ, is then definite (one block for two classes).
+    """
+    n = x.shape[0]
+    classes, width = theta.shape
+    beta = theta[1:] - theta[0]
+    onehot = F.one_hot(target, classes).to(x.dtype)[:, 1:]
+    loss, p = _relative_fit(x, target, beta)
+    for step in range(NEWTON_MAX_STEPS):
+        gradient = (p[:, 1:] - onehot).T @ x / n
+        if float(gradient.abs().max()) <= LBFGS_TOLERANCE_GRAD:
+            return torch.cat([theta[:1], theta[:1] + beta], 0), step
+        hessian = x.new_empty(classes - 1, width, classes - 1, width)
+        for a in range(1, classes):  # the blocks are symmetric in (a, b): a ≤ b are computed
+            for b in range(a, classes):
+                weight = p[:, a] * ((1.0 if a == b else 0.0) - p[:, b])
+                block = (x.T @ (x * weight.unsqueeze(1))) / n
+                hessian[a - 1, :, b - 1, :] = block
+                hessian[b - 1, :, a - 1, :] = block
+        size = (classes - 1) * width
+        hessian = hessian.reshape(size, size)
+        ridge = 1e-12 * float(hessian.diagonal().mean()) + 1e-300  # separable classes: a near-singular Hessian
+        direction = torch.linalg.solve(hessian + ridge * torch.eye(size, dtype=x.dtype), gradient.reshape(-1))
+        direction = direction.reshape(beta.shape)
+        slope = float((gradient * direction).sum())
+        t = 1.0
+        while True:  # halve until the loss falls by the Armijo share of the predicted decrease
+            candidate = beta - t * direction
+            candidate_loss, candidate_p = _relative_fit(x, target, candidate)
+            if float(candidate_loss) <= float(loss) - 1e-4 * t * slope or t < 1e-12:
+                break
+            t *= 0.5
+        progress = float(loss - candidate_loss)
+        if progress > 0:
+            beta, loss, p = candidate, candidate_loss, candidate_p
+        if progress <= 1e-15 * max(1.0, abs(float(loss))):  # no further progress in float64
+            return torch.cat([theta[:1], theta[:1] + beta], 0), step + 1
+    return torch.cat([theta[:1], theta[:1] + beta], 0), NEWTON_MAX_STEPS
 
 
 def fit_linear_head(head: ReadoutHead, features: torch.Tensor, y: torch.Tensor, warm_start: bool, seed: int) -> int:
     """Fit a linear ``head`` to the minimum of the mean cross-entropy on ``features`` (standardised with their own
-    mean and std), full-batch L-BFGS with a strong-Wolfe line search in float64; returns the iterations used.
+    mean and std) in float64: Newton's method for heads of at most ``NEWTON_MAX_PARAMETERS`` parameters, else
+    full-batch L-BFGS with a strong-Wolfe line search; returns the steps (iterations) used.
 
     Softmax regression is convex, so the minimum does not depend on the start: ``warm_start`` keeps the head's
     current weights (the previous epoch's fit, usually a few iterations away), else they are re-initialised
@@ -163,6 +221,15 @@ def fit_linear_head(head: ReadoutHead, features: torch.Tensor, y: torch.Tensor, 
             head.reset(features)
     x = ((features - head.mean) / head.std).double()
     target = y.long()
+    if head.out.weight.numel() + head.out.bias.numel() <= NEWTON_MAX_PARAMETERS:
+        with torch.no_grad():
+            ones = torch.ones(x.shape[0], 1, dtype=x.dtype)
+            theta = torch.cat([head.out.weight.double(), head.out.bias.double().unsqueeze(1)], 1)
+            theta, steps = newton_softmax_regression(torch.cat([x, ones], 1), target, theta)
+            head.out.weight.copy_(theta[:, :-1])
+            head.out.bias.copy_(theta[:, -1])
+        head.eval()
+        return steps
     weight = head.out.weight.detach().double().clone().requires_grad_(True)
     bias = head.out.bias.detach().double().clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS(
