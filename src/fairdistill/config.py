@@ -284,20 +284,25 @@ PEER_CONSTRAINT_SHORT = {"equalized-odds": "eo", "demographic-parity": "dp"}
 
 
 class PeerConfig(Options):
-    """A non-distilled reference fitted on the train split of table data: fairlearn's ExponentiatedGradient
-    (``kind: expgrad``) with a constraint around a scikit-learn classifier (docs/postprocessing.md)."""
+    """fairlearn's ExponentiatedGradient (``kind: expgrad``) with a constraint, fitted on the train split of table
+    data, around a scikit-learn classifier (``logistic``, ``mlp``: non-distilled references) or around the run's
+    student trained with kd's loss against the teacher (``distilled``: a randomised distilled student)
+    (docs/postprocessing.md)."""
 
     kind: Literal["expgrad"]
     constraint: Literal["equalized-odds", "demographic-parity"]
-    estimator: Literal["logistic", "mlp"] = "logistic"
+    estimator: Literal["logistic", "mlp", "distilled"] = "logistic"
     #: The row's name (default ``expgrad-eo-logistic`` and the like).
     name: str | None = None
     #: fairlearn's allowed constraint violation and its number of iterations.
     eps: PositiveFloat = 0.01
     max_iter: PositiveInt = 50
-    #: mlp only: hidden layer sizes (default: the student's) and epochs (default: the student's).
+    #: mlp only: hidden layer sizes (default: the student's); mlp and distilled: epochs (default: the student's).
     hidden: list[PositiveInt] | None = Field(default=None, min_length=1)
     epochs: PositiveInt | None = None
+    #: distilled only: kd's α (the teacher term's share) and τ inside the reduction.
+    alpha: float | None = Field(default=None, ge=0.0, le=1.0)
+    tau: float | None = Field(default=None, ge=0.01, le=1000.0)
 
     @property
     def short_name(self) -> str:
@@ -313,10 +318,13 @@ class PeerConfig(Options):
         return None if name is None else check_file_name(name, "peer name")
 
     @model_validator(mode="after")
-    def _mlp_options_need_mlp(self) -> PeerConfig:
-        given = [key for key in ("hidden", "epochs") if getattr(self, key) is not None]
-        if given and self.estimator != "mlp":
-            raise ValueError(f"{' and '.join(given)}: only for estimator mlp (this peer's is {self.estimator})")
+    def _options_need_their_estimator(self) -> PeerConfig:
+        allowed = {"hidden": ("mlp",), "epochs": ("mlp", "distilled"), "alpha": ("distilled",), "tau": ("distilled",)}
+        for key, estimators in allowed.items():
+            if getattr(self, key) is not None and self.estimator not in estimators:
+                raise ValueError(
+                    f"{key}: only for estimator {' or '.join(estimators)} (this peer's is {self.estimator})"
+                )
         return self
 
 

@@ -104,7 +104,8 @@ class ModelRecord:
 @dataclass
 class ExtraRecord:
     """A row that is no trained network: a model post-processed by fairlearn's ThresholdOptimizer (role
-    ``postprocessed``) or a peer fitted by ExponentiatedGradient (role ``peer``); ``entry``: its own fields of
+    ``postprocessed``), a peer fitted by ExponentiatedGradient (role ``peer``) or the distilled student inside
+    ExponentiatedGradient (role ``reduced``); ``entry``: its own fields of
     metrics.json (``params``, ``source``, ``label``, ``postprocess`` / ``peer`` settings)."""
 
     name: str
@@ -548,15 +549,23 @@ def _extra_rows(
                 _write_hard_rows(row, done.predictions, done.pmf, predictions_folder, splits)
                 row.seconds = time.time() - started
                 rows.append(row)
+    teacher_logits: np.ndarray | None = None
     for peer in plan_peers(config, plan.modality, plan.student.spec, plan.student.train):
-        with progress.phase(f"peer {peer.name}: fairlearn ExponentiatedGradient on the train split"):
-            fitted = fit_peer(peer, splits, seed)
+        if peer.distilled and teacher_logits is None:  # the teacher's logits of the train rows, in order
+            teacher = records[0].model
+            device = next(teacher.parameters()).device
+            teacher_logits = compute_teacher_outputs(teacher, splits.train, plan.teacher.train.eval_batch_size, device)[
+                0
+            ]
+        what = "around the distilled student" if peer.distilled else "on the train split"
+        with progress.phase(f"peer {peer.name}: fairlearn ExponentiatedGradient {what}"):
+            fitted = fit_peer(peer, splits, seed, teacher_logits if peer.distilled else None)
         if not fitted.converged:
             log.info(
                 "peer %s: a base classifier stopped at its iteration limit (scikit-learn ConvergenceWarning)", peer.name
             )
         entry = {"label": peer.label, "params": fitted.params, "mixture": fitted.mixture, "peer": peer.describe()}
-        row = ExtraRecord(peer.name, "peer", peer.method, entry, seconds=fitted.seconds)
+        row = ExtraRecord(peer.name, peer.role, peer.method, entry, seconds=fitted.seconds)
         _write_hard_rows(row, fitted.predictions, fitted.pmf, predictions_folder, splits)
         rows.append(row)
     return rows

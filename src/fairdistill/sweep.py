@@ -379,7 +379,8 @@ def run_sweep(
                 {
                     n: r
                     for n, r in trained.items()
-                    if r["role"] == "peer" or (r["role"] == "postprocessed" and r.get("source") == "teacher")
+                    if r["role"] in ("peer", "reduced")
+                    or (r["role"] == "postprocessed" and r.get("source") == "teacher")
                 },
             )
             entry["trained"] = (["teacher"] if reused_teacher is None and config.teacher.checkpoint is None else []) + [

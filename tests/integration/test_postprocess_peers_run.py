@@ -37,6 +37,7 @@ ADULT_RUN: dict[str, Any] = {
     "peers": [
         {"kind": "expgrad", "constraint": "equalized-odds", "estimator": "logistic"},
         {"kind": "expgrad", "constraint": "demographic-parity", "estimator": "mlp"},
+        {"kind": "expgrad", "constraint": "equalized-odds", "estimator": "distilled", "max_iter": 4},
     ],
 }
 CRASHER = Path(__file__).with_name("crashing_run.py")
@@ -114,6 +115,7 @@ def test_rows_and_roles(metrics: dict[str, Any]) -> None:
         "kd+threshold",
         "expgrad-eo-logistic",
         "expgrad-dp-mlp",
+        "expgrad-eo-distilled",
     ]
     assert [models[n]["role"] for n in models] == [
         "teacher",
@@ -122,7 +124,13 @@ def test_rows_and_roles(metrics: dict[str, Any]) -> None:
         "postprocessed",
         "peer",
         "peer",
+        "reduced",
     ]
+    distilled = models["expgrad-eo-distilled"]
+    assert distilled["label"] == "expgrad-eo around the kd student"
+    assert distilled["params"] == models["kd"]["params"]  # one base classifier is a student of the student's size
+    assert distilled["peer"]["loss"] == {"kind": "kd", "alpha": 0.5, "tau": 2.0}
+    assert distilled["peer"]["model"]["hidden"] == [8] and distilled["peer"]["epochs"] == 2
     assert models["kd+threshold"]["source"] == "kd" and models["teacher+threshold"]["source"] == "teacher"
     assert models["kd+threshold"]["postprocess"]["constraints"] == "equalized_odds"
     assert models["kd+threshold"]["params"] == models["kd"]["params"]
@@ -190,11 +198,24 @@ def test_peers_are_exponentiated_gradient_called_directly(run_dir: Path, metrics
             check_row(metrics, name, split_name, split.y.numpy(), np.asarray(pred), split.attr.numpy())
 
 
+def test_the_distilled_reduction_row_is_its_own_predictions(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """The randomised distilled student: drawn labels among the classes the mixture gives mass, metrics of
+    those labels (computed here), fairlearn's label probabilities summing to one."""
+    for split_name in ("val", "test"):
+        row = frame(run_dir, "expgrad-eo-distilled", split_name)
+        pmf = row[["pmf_0", "pmf_1"]].to_numpy()
+        np.testing.assert_allclose(pmf.sum(axis=1), 1.0, atol=1e-9)
+        pred = row["pred"].to_numpy()
+        assert bool((pmf[np.arange(len(pred)), pred] > 0).all())
+        check_row(metrics, "expgrad-eo-distilled", split_name, row["y"].to_numpy(), pred, row["attr"].to_numpy())
+
+
 def test_report_shows_the_rows_and_rebuilds(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     md = (run_dir / "report.md").read_text()
     for shown in ("kd+threshold", "teacher+threshold", "peer: expgrad-eo (logistic)", "peer: expgrad-dp (mlp)"):
         assert shown in md
     assert "fairlearn's ThresholdOptimizer (equalized_odds" in md and "non-distilled reference" in md
+    assert "expgrad-eo around the kd student" in md and "a distilled, randomised classifier" in md
     assert "For reference, without a teacher (not distilled): peer: expgrad-eo (logistic) accuracy" in md
     before = md
     (run_dir / "report.md").unlink()
@@ -261,7 +282,7 @@ def test_killed_among_the_peers_resumes_to_the_same_rows(
     assert run_cli(monkeypatch, "run", "--resume", str(crashed)) == 0
     reference = json.loads((run_dir / "metrics.json").read_text())
     assert without_timings(json.loads((crashed / "metrics.json").read_text())) == without_timings(reference)
-    for name in ("kd+threshold", "teacher+threshold", "expgrad-eo-logistic", "expgrad-dp-mlp"):
+    for name in ("kd+threshold", "teacher+threshold", "expgrad-eo-logistic", "expgrad-dp-mlp", "expgrad-eo-distilled"):
         for split in ("val", "test"):
             pd.testing.assert_frame_equal(frame(crashed, name, split), frame(run_dir, name, split))
 
@@ -301,7 +322,15 @@ def test_sweep_carries_the_rows(config_path: Path, tmp_path: Path, monkeypatch: 
     (sweep_dir,) = [p for p in (tmp_path / "sweeps").iterdir() if p.is_dir()]
     document = json.loads((sweep_dir / "sweep.json").read_text())
     first, second = document["points"]
-    expected = {"teacher", "kd", "kd+threshold", "teacher+threshold", "expgrad-eo-logistic", "expgrad-dp-mlp"}
+    expected = {
+        "teacher",
+        "kd",
+        "kd+threshold",
+        "teacher+threshold",
+        "expgrad-eo-logistic",
+        "expgrad-dp-mlp",
+        "expgrad-eo-distilled",
+    }
     assert set(first["models"]) == expected == set(second["models"])
     assert second["run_dir"] is None
     for name in expected - {"teacher"}:

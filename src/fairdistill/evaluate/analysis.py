@@ -40,7 +40,7 @@ def student_names(metrics: dict[str, Any]) -> list[str]:
 
 
 #: Roles of the rows compared with the teacher: the students, the post-processed models and the peers.
-COMPARED_ROLES = ("student", "postprocessed", "peer")
+COMPARED_ROLES = ("student", "postprocessed", "reduced", "peer")
 #: Roles of the models with real probabilities (the others predict hard, randomised labels: no margins).
 PROBABILISTIC_ROLES = ("teacher", "student")
 

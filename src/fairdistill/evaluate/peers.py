@@ -12,6 +12,11 @@ moments). The estimators:
   ``max_iter``, its learning rate and batch size; adam, ``random_state=seed``). ExponentiatedGradient refits
   it with ``sample_weight``, which ``MLPClassifier.fit`` accepts from scikit-learn 1.7 on.
 
+- ``distilled``: the run's student model (any table model), trained with kd's loss (``alpha``, default 0.5;
+  ``tau``, default 2) against the teacher's logits of the train rows, on the labels and weights the reduction
+  hands over (:class:`~fairdistill.evaluate.distilled_estimator.DistilledClassifier`): a *distilled* student made
+  fair by the reduction, shown with role ``reduced`` rather than ``peer``. Needs the run's teacher.
+
 Like the ThresholdOptimizer, ExponentiatedGradient predicts randomised hard labels (a mixture of classifiers);
 they are drawn by fairlearn's ``predict`` with ``random_state`` = the run's seed and scored as one-hot
 probabilities (:mod:`fairdistill.evaluate.postprocess`). Fitting is deterministic for a seed, so a resumed run
@@ -34,8 +39,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
 from fairdistill.config import PeerConfig, RunConfig, TrainConfig
-from fairdistill.data.core import DEFAULT_ENCODING, SplitDataset, Splits
+from fairdistill.data.core import DEFAULT_ENCODING, DatasetInfo, SplitDataset, Splits
 from fairdistill.errors import ConfigError
+from fairdistill.evaluate.distilled_estimator import DistilledClassifier
 from fairdistill.evaluate.postprocess import hard_predictions
 from fairdistill.evaluate.predict import Predictions
 
@@ -58,10 +64,26 @@ class PeerPlan:
     epochs: int | None = None
     lr: float | None = None
     batch_size: int | None = None
+    #: distilled: the student's model spec and kd's α and τ.
+    model_spec: dict[str, Any] | None = None
+    alpha: float | None = None
+    tau: float | None = None
+
+    @property
+    def distilled(self) -> bool:
+        return self.config.estimator == "distilled"
+
+    @property
+    def role(self) -> str:
+        """``peer`` (a non-distilled reference) or ``reduced`` (the distilled student inside the reduction)."""
+        return "reduced" if self.distilled else "peer"
 
     @property
     def method(self) -> str:
-        """The recipe shown in the tables: ``expgrad(equalized-odds, logistic)``."""
+        """The recipe shown in the tables: ``expgrad(equalized-odds, logistic)``, ``expgrad(equalized-odds, kd
+        α=0.5 τ=2)`` around the distilled student."""
+        if self.distilled:
+            return f"{self.config.kind}({self.config.constraint}, kd alpha={self.alpha:g} tau={self.tau:g})"
         size = "" if self.hidden is None else f" {'x'.join(map(str, self.hidden))}"
         return f"{self.config.kind}({self.config.constraint}, {self.config.estimator}{size})"
 
@@ -77,6 +99,15 @@ class PeerPlan:
         }
         if self.hidden is not None:
             described.update(hidden=list(self.hidden), epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+        if self.distilled:
+            described.update(
+                model=self.model_spec,
+                loss={"kind": "kd", "alpha": self.alpha, "tau": self.tau},
+                epochs=self.epochs,
+                lr=self.lr,
+                batch_size=self.batch_size,
+                teacher="the run's teacher (its logits of the train rows)",
+            )
         return described
 
 
@@ -97,6 +128,21 @@ def plan_peers(
         where = f"peers.{i}({peer.default_name if peer.name is None else peer.name})"
         name = peer.name or peer.default_name
         label = f"peer: {peer.short_name} ({peer.estimator})"
+        if peer.estimator == "distilled":
+            plans.append(
+                PeerPlan(
+                    name,
+                    f"{peer.short_name} around the kd student",
+                    peer,
+                    epochs=peer.epochs if peer.epochs is not None else student_train.epochs,
+                    lr=student_train.lr,
+                    batch_size=student_train.batch_size,
+                    model_spec=dict(student_spec),
+                    alpha=0.5 if peer.alpha is None else peer.alpha,
+                    tau=2.0 if peer.tau is None else peer.tau,
+                )
+            )
+            continue
         if peer.estimator != "mlp":
             plans.append(PeerPlan(name, label, peer))
             continue
@@ -132,8 +178,27 @@ def _student_hidden(spec: dict[str, Any], where: str) -> list[int]:
     return list(MLPOptions.model_validate({k: v for k, v in spec.items() if k != "name"}).hidden)
 
 
-def base_estimator(plan: PeerPlan, seed: int) -> LogisticRegression | MLPClassifier:
-    """The scikit-learn classifier ExponentiatedGradient reweights (a fresh, unfitted one)."""
+def base_estimator(
+    plan: PeerPlan, seed: int, teacher_logits: np.ndarray | None = None, info: DatasetInfo | None = None
+) -> LogisticRegression | MLPClassifier | DistilledClassifier:
+    """The scikit-learn classifier ExponentiatedGradient reweights (a fresh, unfitted one); ``distilled`` needs
+    the teacher's train logits and the dataset's info."""
+    if plan.distilled:
+        if teacher_logits is None or info is None:
+            raise ValueError(f"peer {plan.name}: the distilled estimator needs the teacher's train logits")
+        assert plan.model_spec is not None and plan.epochs is not None and plan.lr is not None
+        assert plan.batch_size is not None and plan.alpha is not None and plan.tau is not None
+        return DistilledClassifier(
+            teacher_logits,
+            plan.model_spec,
+            info,
+            epochs=plan.epochs,
+            lr=plan.lr,
+            batch_size=plan.batch_size,
+            alpha=plan.alpha,
+            tau=plan.tau,
+            random_state=seed,
+        )
     if plan.config.estimator == "logistic":
         return LogisticRegression(max_iter=1000, random_state=seed)
     assert plan.hidden is not None and plan.epochs is not None and plan.lr is not None and plan.batch_size is not None
@@ -146,10 +211,12 @@ def base_estimator(plan: PeerPlan, seed: int) -> LogisticRegression | MLPClassif
     )
 
 
-def exponentiated_gradient(plan: PeerPlan, seed: int) -> ExponentiatedGradient:
+def exponentiated_gradient(
+    plan: PeerPlan, seed: int, teacher_logits: np.ndarray | None = None, info: DatasetInfo | None = None
+) -> ExponentiatedGradient:
     """fairlearn's ExponentiatedGradient with the peer's constraint around its base estimator."""
     return ExponentiatedGradient(
-        base_estimator(plan, seed),
+        base_estimator(plan, seed, teacher_logits, info),
         constraints=MOMENTS[plan.config.constraint](),
         eps=plan.config.eps,
         max_iter=plan.config.max_iter,
@@ -179,12 +246,13 @@ class FittedPeer:
     converged: bool
 
 
-def fit_peer(plan: PeerPlan, splits: Splits, seed: int) -> FittedPeer:
-    """Fit the peer on the train split and predict val and test with ``random_state=seed``."""
+def fit_peer(plan: PeerPlan, splits: Splits, seed: int, teacher_logits: np.ndarray | None = None) -> FittedPeer:
+    """Fit the peer on the train split and predict val and test with ``random_state=seed`` (``teacher_logits``:
+    the teacher's logits of the train rows, in order, for the distilled estimator)."""
     if splits.info.modality != PEER_MODALITY:
         raise ConfigError(f"peers: need table data, but data {splits.info.name} is {splits.info.modality}")
     started = time.time()
-    model = exponentiated_gradient(plan, seed)
+    model = exponentiated_gradient(plan, seed, teacher_logits, splits.info)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(features(splits.train), splits.train.y.numpy(), sensitive_features=splits.train.attr.numpy())
@@ -222,4 +290,6 @@ def _parameters(estimator: Any) -> int:
         return int(sum(w.size for w in estimator.coefs_) + sum(b.size for b in estimator.intercepts_))
     if isinstance(estimator, LogisticRegression):
         return int(np.size(estimator.coef_) + np.size(estimator.intercept_))
+    if isinstance(estimator, DistilledClassifier):
+        return estimator.parameters_count
     return 0  # fairlearn's constant (dummy) predictor

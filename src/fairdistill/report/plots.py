@@ -347,12 +347,13 @@ def training_curves_png(metrics: dict[str, Any]) -> bytes | None:
 
 
 #: Marker of each role in the run's Pareto plot (and of the post-processed models and peers in a sweep's).
-ROLE_MARKERS = {"teacher": "X", "student": "o", "postprocessed": "^", "peer": "D"}
+ROLE_MARKERS = {"teacher": "X", "student": "o", "postprocessed": "^", "reduced": "s", "peer": "D"}
 #: How the legends name each role.
 ROLE_NAMES = {
     "teacher": "teacher",
     "student": "student",
     "postprocessed": "post-processed (ThresholdOptimizer)",
+    "reduced": "distilled in ExponentiatedGradient",
     "peer": "peer (not distilled)",
 }
 
@@ -366,7 +367,8 @@ def role_colours(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _front_label(roles: Sequence[Any]) -> str:
     """The legend of the Pareto front: of the students, and of the post-processed models and peers drawn."""
-    kinds = [k for k, shown in (("post-processed", "postprocessed"), ("peers", "peer")) if shown in roles]
+    shown_kinds = (("post-processed", "postprocessed"), ("reduced", "reduced"), ("peers", "peer"))
+    kinds = [k for k, shown in shown_kinds if shown in roles]
     return f"Pareto front (students{''.join(f', {k}' for k in kinds)})"
 
 
@@ -550,7 +552,7 @@ def tradeoff_png(points: list[dict[str, Any]], title: str) -> bytes:
     for name in names:
         if any(p.get("role") == "teacher" for p in points if p["model"] == name):
             markers[name] = "x"
-        elif roles[name] in ("postprocessed", "peer"):
+        elif roles[name] in ("postprocessed", "reduced", "peer"):
             markers[name] = ROLE_MARKERS[str(roles[name])]
         else:
             markers[name] = _STUDENT_MARKERS[k % len(_STUDENT_MARKERS)]

@@ -199,6 +199,12 @@ def extra_rows_notes(metrics: dict[str, Any], split: str = "test") -> tuple[str,
             f"{in_sample}; its predictions are randomised hard labels (drawn with the run's seed), so calibration is "
             "undefined."
         )
+    if any(m.get("role") == "reduced" for m in models.values()):
+        notes.append(
+            "… around the kd student: the run's student trained with kd's loss against the teacher inside fairlearn's "
+            "ExponentiatedGradient (the reduction reweights and relabels the train split; the teacher term is kept); "
+            "a distilled, randomised classifier, its hard labels drawn with the run's seed."
+        )
     if any(m.get("role") == "peer" for m in models.values()):
         notes.append(
             "peer: a non-distilled reference, fairlearn's ExponentiatedGradient around a scikit-learn classifier "

@@ -201,15 +201,16 @@ def _role(metrics: dict[str, Any], name: str) -> str:
 
 
 def _fixes(metrics: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
-    """The compared models that count as a method fixing the reference student: students and post-processed
-    students; not the post-processed teacher, nor peers (they are no distillation)."""
+    """The compared models that count as a method fixing the reference student: students, post-processed
+    students and the distilled student inside ExponentiatedGradient (``reduced``); not the post-processed
+    teacher, nor peers (they are no distillation)."""
     models = metrics["models"]
 
     def counts(name: str) -> bool:
         if _role(metrics, name) == "postprocessed":
             source = models.get(name, {}).get("source")
             return source in models and _role(metrics, source) == "student"
-        return _role(metrics, name) == "student"
+        return _role(metrics, name) in ("student", "reduced")
 
     return {n: by for n, by in section["students"].items() if counts(n)}
 
