@@ -1,6 +1,6 @@
-"""ExponentiatedGradient-EO around the distilled student vs around a logistic regression and an MLP, on Adult-sex → JSON.
+"""ExponentiatedGradient-EO around the distilled student vs around a logistic regression and an MLP (Adult-sex).
 
-    .venv/bin/python benchmarks/distilled_reduction.py [--seeds 0 1 2] [--out benchmarks/results/distilled_reduction.json]
+    .venv/bin/python benchmarks/distilled_reduction.py [--seeds 0 1 2] [--out results/distilled_reduction.json]
 
 Per seed one fairdistill run on Adult (protected sex) with the fairness_peers teacher and student (mlp [256, 256]
 → mlp [16], ``select: last``), kd (α 0.9, τ 2) as the plain distilled student, and four ExponentiatedGradient
