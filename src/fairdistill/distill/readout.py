@@ -186,7 +186,8 @@ def newton_softmax_regression(x: torch.Tensor, target: torch.Tensor, theta: torc
         size = (classes - 1) * width
         hessian = hessian.reshape(size, size)
         ridge = 1e-12 * float(hessian.diagonal().mean()) + 1e-300  # separable classes: a near-singular Hessian
-        direction = torch.linalg.solve(hessian + ridge * torch.eye(size, dtype=x.dtype), gradient.reshape(-1))
+        identity = torch.eye(size, dtype=x.dtype, device=x.device)
+        direction = torch.linalg.solve(hessian + ridge * identity, gradient.reshape(-1))
         direction = direction.reshape(beta.shape)
         slope = float((gradient * direction).sum())
         t = 1.0
@@ -223,7 +224,7 @@ def fit_linear_head(head: ReadoutHead, features: torch.Tensor, y: torch.Tensor, 
     target = y.long()
     if head.out.weight.numel() + head.out.bias.numel() <= NEWTON_MAX_PARAMETERS:
         with torch.no_grad():
-            ones = torch.ones(x.shape[0], 1, dtype=x.dtype)
+            ones = x.new_ones(x.shape[0], 1)
             theta = torch.cat([head.out.weight.double(), head.out.bias.double().unsqueeze(1)], 1)
             theta, steps = newton_softmax_regression(torch.cat([x, ones], 1), target, theta)
             head.out.weight.copy_(theta[:, :-1])
