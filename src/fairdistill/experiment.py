@@ -26,6 +26,7 @@ from fairdistill.data import Splits, load_dataset
 from fairdistill.distill import LOSSES, Method, MethodContext, TeacherOutputs, build_method
 from fairdistill.errors import ConfigError, FairdistillError, TrainingDivergedError, as_user_error
 from fairdistill.evaluate.analysis import add_analysis
+from fairdistill.evaluate.expected_rates import expected_rate_metrics
 from fairdistill.evaluate.metrics import compute_metrics
 from fairdistill.evaluate.peers import fit_peer, plan_peers
 from fairdistill.evaluate.postprocess import check_binary, postprocess, threshold_name, without_calibration
@@ -578,11 +579,14 @@ def _write_hard_rows(
     predictions_folder: Path,
     splits: Splits,
 ) -> None:
-    """Write a randomised classifier's predictions (with fairlearn's label probabilities) and fill its metrics."""
+    """Write a randomised classifier's predictions (with fairlearn's label probabilities) and fill its metrics:
+    those of the drawn labels, and under ``expected`` the same taken over the draw (from the probabilities)."""
     for split_name in ("val", "test"):
         p = predictions[split_name]
         write_predictions(predictions_path(predictions_folder, row.name, split_name), p, pmf=pmf[split_name])
-        row.metrics[split_name] = without_calibration(compute_metrics(p.y, p.probs, p.attr, p.group, splits.info))
+        metrics = without_calibration(compute_metrics(p.y, p.probs, p.attr, p.group, splits.info))
+        metrics["expected"] = expected_rate_metrics(p.y, pmf[split_name], p.attr, p.group, splits.info)
+        row.metrics[split_name] = metrics
 
 
 def _teacher(

@@ -456,18 +456,23 @@ def _check_splits(check: _Checker, splits: dict[str, Any], where: str, required:
         if split not in splits:
             check.fail(f"{where}.{split}", "missing")
     for split, values in splits.items():
-        at = f"{where}.{split}"
-        check.value(values, at, MAPPING)
-        for key, value in values.items():
-            if key == "undefined":  # metric → why it is null on this split
-                check.entries(check.value(value, f"{at}.{key}", MAPPING), f"{at}.{key}", STRING)
-            else:
-                kind = (
-                    NUMBERS_BY_NAME
-                    if key in _PER_NAME_METRICS
-                    else (NUMBER_OR_NULL if key in _SCALAR_METRICS else METRIC)
-                )
-                check.value(value, f"{at}.{key}", kind)
+        _check_split_metrics(check, values, f"{where}.{split}", nested=True)
+
+
+def _check_split_metrics(check: _Checker, values: Any, at: str, nested: bool) -> None:
+    """One split's metrics; with ``nested``, an ``expected`` mapping of the same kind (a randomised classifier's
+    metrics over its draw) is allowed once."""
+    check.value(values, at, MAPPING)
+    for key, value in values.items():
+        if key == "undefined":  # metric → why it is null on this split
+            check.entries(check.value(value, f"{at}.{key}", MAPPING), f"{at}.{key}", STRING)
+        elif key == "expected" and nested:
+            _check_split_metrics(check, value, f"{at}.{key}", nested=False)
+        else:
+            kind = (
+                NUMBERS_BY_NAME if key in _PER_NAME_METRICS else (NUMBER_OR_NULL if key in _SCALAR_METRICS else METRIC)
+            )
+            check.value(value, f"{at}.{key}", kind)
 
 
 def _check_history(check: _Checker, history: list[Any], where: str) -> None:

@@ -210,6 +210,28 @@ def test_the_distilled_reduction_row_is_its_own_predictions(run_dir: Path, metri
         check_row(metrics, "expgrad-eo-distilled", split_name, row["y"].to_numpy(), pred, row["attr"].to_numpy())
 
 
+@pytest.mark.parametrize(
+    "name", ["teacher+threshold", "kd+threshold", "expgrad-eo-logistic", "expgrad-dp-mlp", "expgrad-eo-distilled"]
+)
+def test_randomised_rows_are_also_scored_by_their_expected_rates(
+    run_dir: Path, metrics: dict[str, Any], name: str
+) -> None:
+    """``expected``: the metrics over the draw, recomputed here from the saved label probabilities (pmf_1)."""
+    for split_name in ("val", "test"):
+        row = frame(run_dir, name, split_name)
+        y, attr, p1 = row["y"].to_numpy(), row["attr"].to_numpy(), row["pmf_1"].to_numpy()
+        correct = np.where(y == 1, p1, 1.0 - p1)
+        recall = {(c, a): correct[(y == c) & (attr == a)].mean() for c in (0, 1) for a in (0, 1)}
+        expected = metrics["models"][name]["splits"][split_name]["expected"]
+        assert expected["accuracy"] == pytest.approx(correct.mean(), abs=1e-12)
+        mad = np.mean([abs(recall[(c, 1)] - recall[(c, 0)]) for c in (0, 1)])
+        assert expected["recall_disparity_mad"] == pytest.approx(mad, abs=1e-12)
+        tpr_gap, fpr_gap = abs(recall[(1, 1)] - recall[(1, 0)]), abs(recall[(0, 1)] - recall[(0, 0)])
+        assert expected["eo_difference"] == pytest.approx(max(tpr_gap, fpr_gap), abs=1e-12)
+        selection = [p1[attr == a].mean() for a in (0, 1)]
+        assert expected["dp_difference"] == pytest.approx(abs(selection[1] - selection[0]), abs=1e-12)
+
+
 def test_report_shows_the_rows_and_rebuilds(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     md = (run_dir / "report.md").read_text()
     for shown in ("kd+threshold", "teacher+threshold", "peer: expgrad-eo (logistic)", "peer: expgrad-dp (mlp)"):
