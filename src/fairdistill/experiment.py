@@ -446,7 +446,7 @@ def _execute_seed(
         _evaluate(plan, splits, accelerator, records, predictions_folder, processes)
     if not processes.is_main:
         return list(records)
-    return [*records, *_extra_rows(plan, splits, records, predictions_folder, seed, progress)]
+    return [*records, *_extra_rows(plan, splits, records, predictions_folder, seed, progress, teacher_cache)]
 
 
 def _shared_teacher_cache(
@@ -523,10 +523,13 @@ def _extra_rows(
     predictions_folder: Path,
     seed: int,
     progress: Progress = SILENT,
+    teacher_train: TeacherOutputs | None = None,
 ) -> list[ExtraRecord]:
     """The teacher and every student post-processed by fairlearn's ThresholdOptimizer (``postprocess``), then the
     peers (``peers``), each with predictions written like any model's and the same metrics (calibration null:
-    their predictions are hard, randomised labels, drawn with ``random_state`` = ``seed``)."""
+    their predictions are hard, randomised labels, drawn with ``random_state`` = ``seed``). ``teacher_train``:
+    the run's teacher cache of the train split, whose logits the distilled peer reads (computed here when the
+    run built none)."""
     config = plan.config
     rows: list[ExtraRecord] = []
     settings = config.postprocess
@@ -550,14 +553,12 @@ def _extra_rows(
                 _write_hard_rows(row, done.predictions, done.pmf, predictions_folder, splits)
                 row.seconds = time.time() - started
                 rows.append(row)
-    teacher_logits: np.ndarray | None = None
+    teacher_logits = None if teacher_train is None else np.asarray(teacher_train.logits)
     for peer in plan_peers(config, plan.modality, plan.student.spec, plan.student.train):
         if peer.distilled and teacher_logits is None:  # the teacher's logits of the train rows, in order
             teacher = records[0].model
-            device = next(teacher.parameters()).device
-            teacher_logits = compute_teacher_outputs(teacher, splits.train, plan.teacher.train.eval_batch_size, device)[
-                0
-            ]
+            batch_size, device = plan.teacher.train.eval_batch_size, next(teacher.parameters()).device
+            teacher_logits = compute_teacher_outputs(teacher, splits.train, batch_size, device)[0]
         what = "around the distilled student" if peer.distilled else "on the train split"
         with progress.phase(f"peer {peer.name}: fairlearn ExponentiatedGradient {what}"):
             fitted = fit_peer(peer, splits, seed, teacher_logits if peer.distilled else None)
