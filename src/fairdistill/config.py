@@ -285,7 +285,7 @@ PEER_CONSTRAINT_SHORT = {"equalized-odds": "eo", "demographic-parity": "dp"}
 
 class PeerConfig(Options):
     """fairlearn's ExponentiatedGradient (``kind: expgrad``) with a constraint, fitted on the train split of table
-    data, around a scikit-learn classifier (``logistic``, ``mlp``: non-distilled references) or around the run's
+    data or in-memory images, around a scikit-learn classifier (``logistic``, ``mlp``: non-distilled references) or around the run's
     student trained with kd's loss against the teacher (``distilled``: a randomised distilled student)
     (docs/postprocessing.md)."""
 

@@ -28,7 +28,7 @@ from fairdistill.errors import ConfigError, FairdistillError, TrainingDivergedEr
 from fairdistill.evaluate.analysis import add_analysis
 from fairdistill.evaluate.expected_rates import expected_rate_metrics
 from fairdistill.evaluate.metrics import compute_metrics
-from fairdistill.evaluate.peers import fit_peer, plan_peers
+from fairdistill.evaluate.peers import check_peer_data, fit_peer, plan_peers
 from fairdistill.evaluate.postprocess import check_binary, postprocess, threshold_name, without_calibration
 from fairdistill.evaluate.predict import Predictions, predict
 from fairdistill.models import TappedModel, count_parameters
@@ -277,6 +277,8 @@ def _execute(
     with progress.phase(f"loading data ({config.data.name})"):
         splits = load_plan_data(plan)
     log.info("data: %s", {name: len(split) for name, split in splits.items()})
+    if config.peers:
+        check_peer_data(splits)  # before any training: images read from files have no rows for scikit-learn
     check_split_sizes({name: len(split) for name, split in splits.items()}, processes.world)
     if processes.is_main:
         record_data(run_dir, record, {name: split_digest(split) for name, split in splits.items()})

@@ -180,7 +180,7 @@ def make_plan(config: RunConfig) -> Plan:
         methods.append(MethodPlan(method, kind, options, method.train or config.student.train))
     from fairdistill.evaluate.peers import plan_peers  # fairlearn and scikit-learn, only to check the peers
 
-    plan_peers(config, modality, roles["student"].spec, config.student.train)  # refuses peers on image/text data
+    plan_peers(config, modality, roles["student"].spec, config.student.train)  # refuses peers on text data
     return Plan(config, data_options, modality, roles["teacher"], roles["student"], methods)
 
 

@@ -68,3 +68,20 @@ def test_image_csv_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert sorted(predictions["y"].tolist()) == sorted((test["bird"] == "red").astype(int).tolist())
     # the decoded cache holds one entry per split, under the test-wide cache folder
     assert len(list((Path(os.environ["FAIRDISTILL_CACHE"]) / "images").glob("*.npy"))) >= 3
+
+
+def test_peers_on_images_read_from_files_are_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "table.csv"
+    _image_table(tmp_path).to_csv(table, index=False)
+    path = tiny_config(
+        tmp_path / "run.yaml",
+        data=image_csv_data(table),
+        peers=[{"kind": "expgrad", "constraint": "equalized-odds"}],
+        output=str(tmp_path / "runs"),
+    )
+    assert run_cli(monkeypatch, "run", str(path)) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "peers: split train reads its examples from files one at a time" in err, err
+    assert "teacher epoch" not in err and "Traceback" not in err

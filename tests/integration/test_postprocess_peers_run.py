@@ -327,13 +327,38 @@ def test_multiclass_data_is_refused_before_training(
     assert "teacher epoch" not in err and "Traceback" not in err
 
 
-def test_image_data_refuses_peers_at_config_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tiny_config(tmp_path / "img.yaml", peers=[{"kind": "expgrad", "constraint": "equalized-odds"}])
-    assert run_cli(monkeypatch, "run", str(path), "--dry-run") == 2
-    flat = " ".join(capsys.readouterr().err.split())
-    assert "peers: fairlearn's ExponentiatedGradient peers need table data" in flat and "is image" in flat
+def test_colored_mnist_peers_read_the_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images held in memory: the logistic peer is ExponentiatedGradient on the flattened pixels (called here on
+    the loaded data), and the reduction around the CNN student gives a row per example of each split."""
+    from fairdistill.data import load_dataset
+
+    peers = [
+        {"kind": "expgrad", "constraint": "equalized-odds", "estimator": "logistic", "max_iter": 5},
+        {"kind": "expgrad", "constraint": "equalized-odds", "estimator": "distilled", "max_iter": 3},
+    ]
+    path = tiny_config(tmp_path / "img.yaml", peers=peers, output=str(tmp_path / "runs"))
+    assert run_cli(monkeypatch, "run", str(path)) == 0
+    run_dir = only_run_dir(tmp_path / "runs")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["models"]["expgrad-eo-distilled"]["role"] == "reduced"
+    splits = load_dataset("colored-mnist", {"max_examples": 300})
+    x = {name: split.encodings["x"].numpy().reshape(len(split), -1).astype(np.float64) for name, split in splits.items()}
+    assert x["train"].shape[1] == 3 * 28 * 28
+    direct = ExponentiatedGradient(
+        LogisticRegression(max_iter=1000, random_state=0), constraints=EqualizedOdds(), max_iter=5
+    )
+    direct.fit(x["train"], splits.train.y.numpy(), sensitive_features=splits.train.attr.numpy())
+    for split_name in ("val", "test"):
+        split = getattr(splits, split_name)
+        row = frame(run_dir, "expgrad-eo-logistic", split_name)
+        np.testing.assert_array_equal(row["pred"].to_numpy(), direct.predict(x[split_name], random_state=0))
+        np.testing.assert_allclose(row[["pmf_0", "pmf_1"]].to_numpy(), direct._pmf_predict(x[split_name]))
+        reduced = frame(run_dir, "expgrad-eo-distilled", split_name)
+        assert sorted(reduced["index"].tolist()) == list(range(len(split)))
+        check_row(
+            metrics, "expgrad-eo-distilled", split_name, reduced["y"].to_numpy(), reduced["pred"].to_numpy(),
+            reduced["attr"].to_numpy(),
+        )  # fmt: skip
 
 
 def test_sweep_carries_the_rows(config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

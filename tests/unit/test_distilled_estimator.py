@@ -117,3 +117,26 @@ def test_distilled_options_belong_to_the_distilled_estimator() -> None:
         PeerConfig.model_validate(
             {"kind": "expgrad", "constraint": "equalized-odds", "estimator": "distilled", "hidden": [3]}
         )
+
+
+IMAGE_INFO = DatasetInfo(
+    "toy-images", 2, ("no", "yes"), ("u", "v"), label_attr_groups(("no", "yes"), ("u", "v")), "image", (1, 3, 3)
+)
+
+
+def test_rows_of_pixels_are_shaped_back_into_images() -> None:
+    """ExponentiatedGradient hands over flattened images: fitting and predicting on those rows is fitting and
+    predicting on the images themselves (same seed, same model), and a row of the wrong width is refused."""
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(80, 1, 3, 3)).astype(np.float32)
+    y = (images[:, 0, 1, 1] > 0).astype(int)
+    teacher = np.stack([-images[:, 0, 1, 1], images[:, 0, 1, 1]], 1).astype(np.float32)
+    spec = {"name": "cnn", "width": 2, "blocks": 1}
+    kwargs = {"epochs": 2, "lr": 0.01, "batch_size": 16, "random_state": 2}
+    flat = DistilledClassifier(teacher, spec, IMAGE_INFO, **kwargs).fit(images.reshape(80, 9), y)
+    shaped = DistilledClassifier(teacher, spec, IMAGE_INFO, **kwargs).fit(images, y)
+    for a, b in zip(_weights(flat), _weights(shaped), strict=True):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(flat.predict_proba(images.reshape(80, 9)), shaped.predict_proba(images))
+    with pytest.raises(ValueError, match=r"X has rows of shape \(8,\), expected 9 numbers \(one example of shape"):
+        flat.predict(images.reshape(80, 9)[:, :8])

@@ -1,5 +1,6 @@
 """Post-processing with fairlearn's ThresholdOptimizer and the ExponentiatedGradient peers: the rows equal fairlearn
-called directly, the config is validated, and data the peers cannot read (images, more than two classes) is refused.
+called directly, the config is validated, and data the peers cannot read (text, images read from files, more
+than two classes) is refused.
 
 The end-to-end run (a tiny Adult run, its metrics against fairlearn called directly, resume) is in
 tests/integration/test_postprocess_peers_run.py.
@@ -19,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from fairdistill.config import PostprocessConfig, ThresholdConstraint, ThresholdObjective, TrainConfig, parse_config
 from fairdistill.data.core import DatasetInfo, SplitDataset, Splits, label_attr_groups
 from fairdistill.errors import ConfigError
-from fairdistill.evaluate.peers import fit_peer, plan_peers
+from fairdistill.evaluate.peers import check_peer_data, fit_peer, plan_peers
 from fairdistill.evaluate.postprocess import NO_CONFIDENCE, check_binary, postprocess, without_calibration
 from fairdistill.evaluate.predict import Predictions
 from fairdistill.plan import make_plan
@@ -198,19 +199,37 @@ def test_mlp_peer_of_a_student_that_is_no_mlp_needs_hidden() -> None:
     assert peer.hidden == (64, 64)  # the mlp's default hidden sizes
 
 
-@pytest.mark.parametrize("data", [{"name": "colored-mnist"}, {"name": "civilcomments", "path": "x"}])
-def test_peers_are_refused_on_image_and_text_data_when_planned(data: dict) -> None:
+def test_peers_are_refused_on_text_data_when_planned() -> None:
     config = parse_config(
         {
-            "name": "img",
-            "data": data,
+            "name": "txt",
+            "data": {"name": "civilcomments", "path": "x"},
             "methods": [{"name": "kd", "loss": {"kind": "kd"}}],
             "peers": [{"kind": "expgrad", "constraint": "equalized-odds"}],
         }
     )
-    modality = "image" if data["name"] == "colored-mnist" else "text"
-    with pytest.raises(ConfigError, match=f"peers: .*need table data .*data {data['name']} is {modality}"):
+    with pytest.raises(ConfigError, match="peers: .*need table data or in-memory images .*data civilcomments is text"):
         make_plan(config)
+
+
+def test_peers_are_planned_on_in_memory_images() -> None:
+    config = parse_config(
+        {
+            "name": "img",
+            "data": {"name": "colored-mnist"},
+            "methods": [{"name": "kd", "loss": {"kind": "kd"}}],
+            "peers": [
+                {"kind": "expgrad", "constraint": "equalized-odds"},
+                {"kind": "expgrad", "constraint": "equalized-odds", "estimator": "distilled"},
+            ],
+        }
+    )
+    plan = make_plan(config)
+    assert plan.modality == "image"
+    assert [p.name for p in plan_peers(config, plan.modality, plan.student.spec, plan.student.train)] == [
+        "expgrad-eo-logistic",
+        "expgrad-eo-distilled",
+    ]
 
 
 def test_postprocessing_is_allowed_on_image_data() -> None:
@@ -281,13 +300,69 @@ def test_logistic_peer_is_exponentiated_gradient_called_directly(constraint: str
     assert fitted.mixture == int((direct.weights_ > 0).sum())
 
 
-def test_peer_fit_refuses_image_splits() -> None:
+def test_peer_fit_refuses_text_splits() -> None:
     splits = toy_splits()
-    image = Splits(splits.train, splits.val, splits.test, DatasetInfo(**{**splits.info.__dict__, "modality": "image"}))
+    text = Splits(splits.train, splits.val, splits.test, DatasetInfo(**{**splits.info.__dict__, "modality": "text"}))
     config = parse_config({**BASE, "peers": [{"kind": "expgrad", "constraint": "equalized-odds"}]})
     (peer,) = plan_peers(config, "tabular", {"name": "mlp"}, TrainConfig())
-    with pytest.raises(ConfigError, match="peers: need table data, but data toy is image"):
-        fit_peer(peer, image, seed=0)
+    with pytest.raises(ConfigError, match="peers: need table data or in-memory images, but data toy is text"):
+        fit_peer(peer, text, seed=0)
+
+
+def image_splits(seed: int = 0) -> Splits:
+    """Toy 1 × 2 × 2 'images': pixel (0, 0) carries the label signal and the attribute, the others noise."""
+    rng = np.random.default_rng(seed)
+    import torch
+
+    def split(n: int, name: str) -> SplitDataset:
+        attr = (rng.random(n) < 0.5).astype(np.int64)
+        pixels = rng.normal(0, 1, (n, 1, 2, 2))
+        pixels[:, 0, 0, 0] += attr * 0.8
+        y = ((pixels[:, 0, 0, 0] + 0.5 * pixels[:, 0, 1, 1] + rng.normal(0, 0.7, n)) > 0.4).astype(np.int64)
+        return SplitDataset(
+            {"x": torch.tensor(pixels, dtype=torch.float32)}, torch.tensor(y), torch.tensor(attr),
+            torch.tensor(y * 2 + attr), name=name,
+        )  # fmt: skip
+
+    info = DatasetInfo(**{**info_of(2).__dict__, "modality": "image", "input_shape": (1, 2, 2)})
+    return Splits(split(400, "train"), split(150, "val"), split(150, "test"), info)
+
+
+def test_image_peer_is_exponentiated_gradient_on_the_flattened_pixels() -> None:
+    splits = image_splits()
+    config = parse_config({**BASE, "peers": [{"kind": "expgrad", "constraint": "equalized-odds"}]})
+    (peer,) = plan_peers(config, "image", {"name": "cnn"}, TrainConfig())
+    fitted = fit_peer(peer, splits, seed=1)
+    # the rows scikit-learn sees, built here by hand: pixel (c, i, j) of example k in column 4c + 2i + j
+    x = {}
+    for name, split in splits.items():
+        images = split.encodings["x"].numpy().astype(np.float64)
+        x[name] = np.stack([images[:, 0, 0, 0], images[:, 0, 0, 1], images[:, 0, 1, 0], images[:, 0, 1, 1]], 1)
+    direct = ExponentiatedGradient(LogisticRegression(max_iter=1000, random_state=1), constraints=EqualizedOdds())
+    direct.fit(x["train"], splits.train.y.numpy(), sensitive_features=splits.train.attr.numpy())
+    for name in ("val", "test"):
+        np.testing.assert_array_equal(fitted.predictions[name].pred, direct.predict(x[name], random_state=1))
+        np.testing.assert_allclose(fitted.pmf[name], direct._pmf_predict(x[name]))
+    assert fitted.params == 4 + 1  # a weight per pixel and a bias
+
+
+class FileImages(SplitDataset):
+    """A split that makes its examples one by one, like images decoded from files."""
+
+    def __getitem__(self, i: int) -> dict:
+        return super().__getitem__(i)
+
+
+def test_images_read_from_files_are_refused_by_name() -> None:
+    splits = image_splits()
+    check_peer_data(splits)  # in-memory images pass
+    train = splits.train
+    lazy = FileImages(train.encodings, train.y, train.attr, train.group, name="train")
+    with pytest.raises(ConfigError, match="peers: split train reads its examples from files one at a time"):
+        check_peer_data(Splits(lazy, splits.val, splits.test, splits.info))
+    no_tensor = SplitDataset({}, splits.val.y, splits.val.attr, splits.val.group, name="val")
+    with pytest.raises(ConfigError, match="peers: split val has no tensor of examples"):
+        check_peer_data(Splits(splits.train, no_tensor, splits.test, splits.info))
 
 
 # ----------------------------------------------------------------------------------------------- report

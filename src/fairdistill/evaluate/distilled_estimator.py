@@ -6,6 +6,8 @@ and relabel it: the ``distilled`` estimator of a peer (:mod:`fairdistill.evaluat
 are the ones the reduction hands over, the teacher term uses the teacher's logits of the same rows of the train
 split (row k of ``X`` is train example k, which ExponentiatedGradient keeps in order). Minibatch Adam with the
 student's epochs, learning rate and batch size, seeded by ``random_state``; ``predict`` gives argmax labels.
+``X`` is one row of numbers per example; rows of images (flattened pixels) are shaped back to the dataset's
+``input_shape`` before the student reads them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from fairdistill.data.core import DEFAULT_ENCODING, DatasetInfo
 from fairdistill.distill.losses import soft_kl
 from fairdistill.models.core import TappedModel
+
+
+#: Rows per forward pass when predicting (bounds the memory of a convolutional student on many images).
+PREDICT_CHUNK = 2048
 
 
 class DistilledClassifier(ClassifierMixin, BaseEstimator):
@@ -50,7 +56,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> DistilledClassifier:  # noqa: N803
         from fairdistill.models import build_model
 
-        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        x = self._inputs(X)
         labels = torch.as_tensor(np.asarray(y)).long()
         teacher = torch.as_tensor(np.asarray(self.teacher_logits, dtype=np.float32))
         if len(x) != len(teacher):
@@ -85,10 +91,27 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.model_: TappedModel = model
         return self
 
+    def _inputs(self, X: np.ndarray) -> torch.Tensor:  # noqa: N803
+        """``X`` as the student's input tensor: (N, *input_shape) when the dataset gives a shape."""
+        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        shape = self.info.input_shape
+        if shape is None or tuple(x.shape[1:]) == tuple(shape):
+            return x
+        if x.ndim != 2 or x.shape[1] != int(np.prod(shape)):
+            raise ValueError(
+                f"DistilledClassifier: X has rows of shape {tuple(x.shape[1:])}, expected {int(np.prod(shape))} "
+                f"numbers (one example of shape {tuple(shape)})"
+            )
+        return x.reshape(len(x), *shape)
+
     @torch.no_grad()
     def predict_proba(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
-        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
-        return torch.softmax(self.model_({DEFAULT_ENCODING: x}).logits, 1).numpy().astype(np.float64)
+        x = self._inputs(X)
+        chunks = [
+            torch.softmax(self.model_({DEFAULT_ENCODING: x[start : start + PREDICT_CHUNK]}).logits, 1)
+            for start in range(0, len(x), PREDICT_CHUNK)
+        ]
+        return torch.cat(chunks).numpy().astype(np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
         return self.predict_proba(X).argmax(1)

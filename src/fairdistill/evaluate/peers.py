@@ -3,11 +3,13 @@
 fitted on the run's own train split and predicted on val and test, so a report can show what a fairness-
 constrained model trained without any teacher reaches on the same data.
 
-Table data only: the peers read the split's feature tensor (one row of numbers per example) as scikit-learn's
-``X``; image and text runs are refused when the run is planned. Two classes only (fairlearn's classification
-moments). The estimators:
+Table data and in-memory images: the peers read the split's feature tensor as scikit-learn's ``X``, one row of
+numbers per example (an image's pixels flattened, channel by channel); text runs are refused when the run is
+planned, and images read from files (no in-memory tensor) when the data is loaded, before any training. Two
+classes only (fairlearn's classification moments). The estimators:
 
-- ``logistic``: ``LogisticRegression(max_iter=1000, random_state=seed)`` (lbfgs, C = 1);
+- ``logistic``: ``LogisticRegression(max_iter=1000, random_state=seed)`` (lbfgs, C = 1; on images, of the
+  pixels);
 - ``mlp``: ``MLPClassifier`` with the student's hidden layer sizes, trained like the student (its epochs as
   ``max_iter``, its learning rate and batch size; adam, ``random_state=seed``). ExponentiatedGradient refits
   it with ``sample_weight``, which ``MLPClassifier.fit`` accepts from scikit-learn 1.7 on.
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
 from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import ConvergenceWarning
@@ -39,14 +42,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
 from fairdistill.config import PeerConfig, RunConfig, TrainConfig
-from fairdistill.data.core import DEFAULT_ENCODING, DatasetInfo, SplitDataset, Splits
+from fairdistill.data.core import DEFAULT_ENCODING, DatasetInfo, SplitDataset, Splits, is_lazy
 from fairdistill.errors import ConfigError
 from fairdistill.evaluate.distilled_estimator import DistilledClassifier
 from fairdistill.evaluate.postprocess import hard_predictions
 from fairdistill.evaluate.predict import Predictions
 
-#: The dataset modality peers can read.
-PEER_MODALITY = "tabular"
+#: The dataset modalities peers can read (images only when they are held in memory).
+PEER_MODALITIES = ("tabular", "image")
 
 #: fairlearn's moment of each ``constraint``.
 MOMENTS = {"equalized-odds": EqualizedOdds, "demographic-parity": DemographicParity}
@@ -117,11 +120,11 @@ def plan_peers(
     """The run's peers, checked against the data's modality and the student (a ConfigError naming the entry)."""
     if not config.peers:
         return []
-    if modality != PEER_MODALITY:
+    if modality not in PEER_MODALITIES:
         raise ConfigError(
-            f"peers: fairlearn's ExponentiatedGradient peers need table data (one row of numeric features per "
-            f"example), but data {config.data.name} is {modality}; remove peers (post-processing, postprocess:, "
-            "works on any data with two classes)"
+            f"peers: fairlearn's ExponentiatedGradient peers need table data or in-memory images (one row of "
+            f"numbers per example), but data {config.data.name} is {modality}; remove peers (post-processing, "
+            "postprocess:, works on any data with two classes)"
         )
     plans = []
     for i, peer in enumerate(config.peers):
@@ -223,14 +226,30 @@ def exponentiated_gradient(
     )
 
 
-def features(split: SplitDataset) -> np.ndarray:
-    """A table split's features as an (N, F) float array (scikit-learn's ``X``)."""
-    encoding = split.encodings.get(DEFAULT_ENCODING)
-    if encoding is None or isinstance(encoding, dict) or encoding.ndim != 2:
+def check_peer_data(splits: Splits) -> None:
+    """Refuse (ConfigError naming the split) data the peers cannot read: every split needs an in-memory tensor
+    of its examples, e.g. not images decoded from files one by one. Called right after the data is loaded."""
+    for split in (splits.train, splits.val, splits.test):
+        _feature_tensor(split)
+
+
+def _feature_tensor(split: SplitDataset) -> torch.Tensor:
+    encoding = None if is_lazy(split) else split.encodings.get(DEFAULT_ENCODING)
+    if encoding is None or isinstance(encoding, dict) or encoding.ndim < 2:
+        where = "reads its examples from files one at a time" if is_lazy(split) else "has no tensor of examples"
         raise ConfigError(
-            f"peers: split {split.name} has no (examples × features) tensor to fit a scikit-learn estimator on"
+            f"peers: split {split.name} {where}; fairlearn's ExponentiatedGradient needs "
+            "every example as one row of numbers in memory (table data, or images held as one tensor such as "
+            "colored-mnist's); remove peers"
         )
-    return encoding.detach().cpu().numpy().astype(np.float64)
+    return encoding
+
+
+def features(split: SplitDataset) -> np.ndarray:
+    """A split's examples as an (N, F) float array (scikit-learn's ``X``): table rows as they are, images
+    flattened (channel, row, column)."""
+    encoding = _feature_tensor(split)
+    return encoding.detach().cpu().reshape(len(encoding), -1).numpy().astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -249,8 +268,10 @@ class FittedPeer:
 def fit_peer(plan: PeerPlan, splits: Splits, seed: int, teacher_logits: np.ndarray | None = None) -> FittedPeer:
     """Fit the peer on the train split and predict val and test with ``random_state=seed`` (``teacher_logits``:
     the teacher's logits of the train rows, in order, for the distilled estimator)."""
-    if splits.info.modality != PEER_MODALITY:
-        raise ConfigError(f"peers: need table data, but data {splits.info.name} is {splits.info.modality}")
+    if splits.info.modality not in PEER_MODALITIES:
+        raise ConfigError(
+            f"peers: need table data or in-memory images, but data {splits.info.name} is {splits.info.modality}"
+        )
     started = time.time()
     model = exponentiated_gradient(plan, seed, teacher_logits, splits.info)
     with warnings.catch_warnings(record=True) as caught:
