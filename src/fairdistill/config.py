@@ -285,9 +285,9 @@ PEER_CONSTRAINT_SHORT = {"equalized-odds": "eo", "demographic-parity": "dp"}
 
 class PeerConfig(Options):
     """fairlearn's ExponentiatedGradient (``kind: expgrad``) with a constraint, fitted on the train split of table
-    data or in-memory images, around a scikit-learn classifier (``logistic``, ``mlp``: non-distilled references) or around the run's
-    student trained with kd's loss against the teacher (``distilled``: a randomised distilled student)
-    (docs/postprocessing.md)."""
+    data or in-memory images, around a scikit-learn classifier (``logistic``, ``mlp``: non-distilled references)
+    or around the run's student trained with kd's loss against the teacher (``distilled``: a randomised distilled
+    student) (docs/postprocessing.md)."""
 
     kind: Literal["expgrad"]
     constraint: Literal["equalized-odds", "demographic-parity"]

@@ -342,7 +342,7 @@ def test_colored_mnist_peers_read_the_pixels(tmp_path: Path, monkeypatch: pytest
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["models"]["expgrad-eo-distilled"]["role"] == "reduced"
     splits = load_dataset("colored-mnist", {"max_examples": 300})
-    x = {name: split.encodings["x"].numpy().reshape(len(split), -1).astype(np.float64) for name, split in splits.items()}
+    x = {name: s.encodings["x"].numpy().reshape(len(s), -1).astype(np.float64) for name, s in splits.items()}
     assert x["train"].shape[1] == 3 * 28 * 28
     direct = ExponentiatedGradient(
         LogisticRegression(max_iter=1000, random_state=0), constraints=EqualizedOdds(), max_iter=5

@@ -23,7 +23,6 @@ from fairdistill.data.core import DEFAULT_ENCODING, DatasetInfo
 from fairdistill.distill.losses import soft_kl
 from fairdistill.models.core import TappedModel
 
-
 #: Rows per forward pass when predicting (bounds the memory of a convolutional student on many images).
 PREDICT_CHUNK = 2048
 
