@@ -1,7 +1,7 @@
 """ExponentiatedGradient-EO around the distilled student vs around a logistic regression (and an MLP) → JSON.
 
     .venv/bin/python benchmarks/distilled_reduction.py [--seeds 0 1 2] [--datasets adult-sex adult-race colored-mnist]
-                                                       [--out benchmarks/results/distilled_reduction.json]
+                                                       [--out benchmarks/results/distilled_reduction.json] [--merge]
 
 Per dataset and seed, one fairdistill run with the fairness_peers teacher and student (Adult: mlp [256, 256] →
 mlp [16]; colored-mnist: the embedded default's CNNs), ``select: last``, and these rows, all on the same splits:
@@ -40,9 +40,11 @@ import pandas as pd
 import torch
 
 from fairdistill.config import parse_config
+from fairdistill.data.core import DatasetInfo
+from fairdistill.evaluate.expected_rates import expected_rate_metrics
 from fairdistill.experiment import run
 from fairness_peers import ADULT_MODELS, DATASETS, REFERENCE_PEER, dominates
-from seed_stats import summarise
+from seed_stats import kept_datasets, summarise
 
 SCORES = ("accuracy", "recall_disparity_mad", "eo_difference", "dp_difference")
 SCORINGS = ("draw", "expected", "argmax")
@@ -91,40 +93,45 @@ def config_for(dataset: str, seed: int, output: str) -> Any:
     )
 
 
-def rate_scores(y: np.ndarray, attr: np.ndarray, positive: np.ndarray) -> dict[str, float]:
+def dataset_info(metrics: dict[str, Any]) -> DatasetInfo:
+    """The run's dataset description, rebuilt from metrics.json's ``dataset`` block."""
+    block = metrics["dataset"]
+    return DatasetInfo(
+        name=block["name"],
+        num_classes=block["num_classes"],
+        class_names=tuple(block["class_names"]),
+        attr_names=tuple(block["attr_names"]),
+        group_names=tuple(block["group_names"]),
+        modality=block["modality"],
+    )
+
+
+def rate_scores(frame: pd.DataFrame, positive: np.ndarray, info: DatasetInfo) -> dict[str, float]:
     """Accuracy, MAD, EO and DP differences of a (possibly randomised) binary classifier from each row's
-    probability of predicting the positive class (1.0 / 0.0 for hard labels); ``attr`` has two values."""
-    values = sorted(set(attr.tolist()))
-    correct = np.where(y == 1, positive, 1.0 - positive)
-    recall = {(c, a): float(correct[(y == c) & (attr == a)].mean()) for c in (0, 1) for a in values}
-    tpr = {a: recall[(1, a)] for a in values}
-    fpr = {a: 1.0 - recall[(0, a)] for a in values}
-    rate = {a: float(positive[attr == a].mean()) for a in values}
-    first, second = values
-    return {
-        "accuracy": float(correct.mean()),
-        "recall_disparity_mad": float(np.mean([abs(recall[(c, second)] - recall[(c, first)]) for c in (0, 1)])),
-        "eo_difference": max(abs(tpr[second] - tpr[first]), abs(fpr[second] - fpr[first])),
-        "dp_difference": abs(rate[second] - rate[first]),
-    }
+    probability of predicting the positive class (1.0 / 0.0 for hard labels), any number of attribute values
+    (fairdistill's expected-rate metrics: the spread between the values for more than two)."""
+    pmf = np.stack([1.0 - positive, positive], axis=1)
+    y, attr, group = (frame[c].to_numpy() for c in ("y", "attr", "group"))
+    scores = expected_rate_metrics(y, pmf, attr, group, info)
+    return {key: float(scores[key]) for key in SCORES}
 
 
 def scored_rows(run_dir: Path, metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """model → {"role", "draw", "expected", "argmax"} on the test split (the students: their argmax labels)."""
-    rows = {}
+    rows, info = {}, dataset_info(metrics)
     for model, entry in metrics["models"].items():
         frame = pd.read_parquet(run_dir / "predictions" / f"{model}-test.parquet")
-        y, attr = frame["y"].to_numpy(), frame["attr"].to_numpy()
         drawn = (frame["pred"].to_numpy() == 1).astype(float)
         expected = frame["pmf_1"].to_numpy() if "pmf_1" in frame.columns else drawn
-        draw = rate_scores(y, attr, drawn)
+        draw = rate_scores(frame, drawn, info)
         reported = entry["splits"]["test"]
-        assert abs(draw["accuracy"] - reported["accuracy"]) < 1e-9, model  # the same rows as metrics.json
+        for key in ("accuracy", "recall_disparity_mad", "eo_difference"):  # the same rows as metrics.json
+            assert abs(draw[key] - reported[key]) < 1e-9, (model, key, draw[key], reported[key])
         rows[model] = {
             "role": entry.get("role", "student"),
             "draw": draw,
-            "expected": rate_scores(y, attr, expected),
-            "argmax": rate_scores(y, attr, (expected >= 0.5).astype(float)),
+            "expected": rate_scores(frame, expected, info),
+            "argmax": rate_scores(frame, (expected >= 0.5).astype(float), info),
         }
     return rows
 
@@ -177,6 +184,9 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "distilled_reduction.json"
     )
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other datasets already in --out (same seeds) and replace these"
+    )
     args = parser.parse_args()
     document: dict[str, Any] = {
         "seeds": args.seeds,
@@ -188,6 +198,11 @@ def main() -> None:
         "machine": {"processor": platform.processor() or platform.machine(), "torch": torch.__version__},
         "datasets": {},
     }
+    if args.merge:
+        try:
+            document["datasets"] = kept_datasets(args.out, args.seeds, args.datasets)
+        except ValueError as error:
+            parser.error(str(error))
     for dataset in args.datasets:
         document["datasets"][dataset] = result = dataset_document(dataset, args.seeds)
         args.out.parent.mkdir(parents=True, exist_ok=True)

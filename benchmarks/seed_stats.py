@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+from pathlib import Path
+from typing import Any
 
 
 def summarise(values: list[float]) -> dict[str, float | list[float]]:
@@ -12,3 +15,14 @@ def summarise(values: list[float]) -> dict[str, float | list[float]]:
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
         "values": values,
     }
+
+
+def kept_datasets(out: Path, seeds: list[int], rerun: list[str]) -> dict[str, Any]:
+    """For ``--merge``: the per-dataset results already in ``out`` that are not rerun (none without a file);
+    ValueError when that file holds other seeds, whose results would not be comparable."""
+    if not out.is_file():
+        return {}
+    previous = json.loads(out.read_text())
+    if previous.get("seeds") != seeds:
+        raise ValueError(f"--merge: {out} holds seeds {previous.get('seeds')}, not {seeds}")
+    return {name: result for name, result in previous.get("datasets", {}).items() if name not in rerun}
