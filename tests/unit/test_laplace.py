@@ -11,8 +11,11 @@ import torch
 from fairdistill.distill.laplace import (
     DEFAULT_TAU_GRID,
     KronLaplace,
+    add_lower_gram,
+    gram_block_edges,
     keyed_normal,
     log_likelihood,
+    symmetric_from_lower,
     tune_tau_by_evidence,
     tune_tau_by_validation,
     validation_nll,
@@ -412,3 +415,33 @@ def test_readout_defaults_to_the_deterministic_probit() -> None:
     from fairdistill.distill.readout import LaplaceOptions
 
     assert LaplaceOptions().predictive == "probit"
+
+
+def test_gram_blocks_by_hand() -> None:
+    assert gram_block_edges(3) == [0, 3]
+    assert gram_block_edges(255) == [0, 255]
+    assert gram_block_edges(300) == [0, 150, 300]
+    assert gram_block_edges(768) == [0, 192, 384, 576, 768]
+    assert gram_block_edges(4000) == [0, 1000, 2000, 3000, 4000]
+
+
+@pytest.mark.parametrize("d", [300, 520])
+def test_blocked_lower_gram_equals_the_full_product(d: int) -> None:
+    """Only the blocks on and below the diagonal are multiplied; the completed matrix is xᵀx (numpy, float64),
+    also when accumulated over chunks, and the fitted V is φ̃ᵀφ̃ with several blocks."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(90, d, generator=g, dtype=torch.float64) + 0.5
+    edges = gram_block_edges(d)
+    assert len(edges) > 2
+    target = torch.zeros(d, d, dtype=torch.float64)
+    for rows in (slice(0, 40), slice(40, 90)):
+        add_lower_gram(target, x[rows], edges)
+    assert bool((target[: edges[1], edges[1] :] == 0).all())  # above the block diagonal: never written
+    reference = np.einsum("ni,nj->ij", x.numpy(), x.numpy())
+    np.testing.assert_allclose(symmetric_from_lower(target).numpy(), reference, rtol=1e-12, atol=1e-10)
+    weight = 0.1 * torch.randn(2, d, generator=g, dtype=torch.float64)
+    laplace = KronLaplace.fit(weight, torch.zeros(2, dtype=torch.float64), x, chunk=32)
+    phi = with_bias(x).numpy()
+    np.testing.assert_allclose(
+        (laplace.q_v @ torch.diag(laplace.v) @ laplace.q_v.T).numpy(), phi.T @ phi, rtol=1e-9, atol=1e-7
+    )

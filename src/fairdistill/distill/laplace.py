@@ -40,7 +40,12 @@ Predictive = Literal["mc", "probit"]
 DEFAULT_TAU_GRID: tuple[float, ...] = tuple(10.0 ** (k / 4) for k in range(-16, 25))
 
 #: Rows per chunk of the N-sized work (a (chunk, D+1) block of the features' dtype at a time).
-CHUNK = 16384
+CHUNK = 32768
+
+#: Column blocks of the Gram matrix φᵀφ: only the blocks on and below the diagonal are multiplied (5/8 of the
+#: full product's work at 4 blocks); blocks are kept at least this wide so each product stays efficient.
+GRAM_BLOCK_MIN_WIDTH = 128
+GRAM_MAX_BLOCKS = 4
 
 
 def with_bias(features: torch.Tensor) -> torch.Tensor:
@@ -55,6 +60,26 @@ def _work_dtype(features: torch.Tensor) -> torch.dtype:
 def _chunks(n: int, chunk: int):
     for start in range(0, n, max(int(chunk), 1)):
         yield slice(start, min(start + chunk, n))
+
+
+def gram_block_edges(d: int) -> list[int]:
+    """Column boundaries of the Gram matrix's blocks for ``d`` features (one block for small ``d``)."""
+    blocks = max(1, min(GRAM_MAX_BLOCKS, d // GRAM_BLOCK_MIN_WIDTH))
+    return [round(k * d / blocks) for k in range(blocks + 1)]
+
+
+def add_lower_gram(target: torch.Tensor, x: torch.Tensor, edges: list[int]) -> None:
+    """Add xᵀx to ``target`` (D, D) on and below the block diagonal only: block row [lo, hi) gets
+    x[:, lo:hi]ᵀ x[:, :hi]. ``symmetric_from_lower`` completes the matrix once all rows are in."""
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        target[lo:hi, :hi] += (x[:, lo:hi].T @ x[:, :hi]).to(target.dtype)
+
+
+def symmetric_from_lower(lower_blocks: torch.Tensor) -> torch.Tensor:
+    """The symmetric matrix whose lower triangle is that of ``lower_blocks`` (whose diagonal blocks are full and
+    symmetric, and whose blocks above the diagonal were never written)."""
+    lower = torch.tril(lower_blocks)
+    return lower + torch.tril(lower_blocks, -1).T
 
 
 def centring_projector(num_classes: int) -> torch.Tensor:
@@ -90,13 +115,16 @@ class KronLaplace:
         dtype = _work_dtype(features)
         w_t, b = w[:, :d].T.to(dtype).contiguous(), w[:, d].to(dtype)
         u_matrix = torch.zeros(len(w), len(w), dtype=torch.float64)
+        gram = torch.zeros(d, d, dtype=torch.float64)
         v_matrix = torch.zeros(d + 1, d + 1, dtype=torch.float64)
+        edges = gram_block_edges(d)
         for rows in _chunks(n, chunk):
             x = features[rows].to(device="cpu", dtype=dtype)
             probs = torch.softmax(torch.addmm(b, x, w_t).double(), dim=1)
             u_matrix += torch.diag(probs.sum(0)) - probs.T @ probs
-            v_matrix[:d, :d] += (x.T @ x).double()
-            v_matrix[:d, d] += x.sum(0, dtype=torch.float64)
+            add_lower_gram(gram, x, edges)
+            v_matrix[:d, d] += x.sum(0).double()  # summed in the work dtype: a float64 reduction is 9x slower
+        v_matrix[:d, :d] = symmetric_from_lower(gram)
         v_matrix[d, :d] = v_matrix[:d, d]
         v_matrix[d, d] = n
         u_matrix /= max(n, 1)
@@ -118,7 +146,7 @@ class KronLaplace:
         dtype = _work_dtype(x)
         q = self.q_v.to(dtype)
         d = x.shape[1]
-        return torch.addmm(q[d], x.to(device="cpu", dtype=dtype), q[:d]) ** 2
+        return torch.addmm(q[d], x.to(device="cpu", dtype=dtype), q[:d]).square_()
 
     def _mean(self, x: torch.Tensor) -> torch.Tensor:
         dtype = _work_dtype(x)
