@@ -44,7 +44,7 @@ from fairdistill.data.core import DatasetInfo
 from fairdistill.evaluate.expected_rates import expected_rate_metrics
 from fairdistill.experiment import run
 from fairness_peers import ADULT_MODELS, DATASETS, REFERENCE_PEER, dominates
-from seed_stats import kept_datasets, summarise
+from seed_stats import merged_datasets, summarise
 
 SCORES = ("accuracy", "recall_disparity_mad", "eo_difference", "dp_difference")
 SCORINGS = ("draw", "expected", "argmax")
@@ -198,11 +198,7 @@ def main() -> None:
         "machine": {"processor": platform.processor() or platform.machine(), "torch": torch.__version__},
         "datasets": {},
     }
-    if args.merge:
-        try:
-            document["datasets"] = kept_datasets(args.out, args.seeds, args.datasets)
-        except ValueError as error:
-            parser.error(str(error))
+    document["datasets"] = merged_datasets(parser, args)
     for dataset in args.datasets:
         document["datasets"][dataset] = result = dataset_document(dataset, args.seeds)
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import torch
 
 from fairdistill.config import parse_config
 from fairdistill.experiment import run
-from seed_stats import kept_datasets, summarise
+from seed_stats import merged_datasets, summarise
 
 KEYS = ("accuracy", "worst_group_accuracy", "recall_disparity_mad", "eo_difference", "dp_difference")
 REFERENCE_PEER = "expgrad-eo-logistic"
@@ -131,11 +131,7 @@ def main() -> None:
         },
         "datasets": {},
     }
-    if args.merge:
-        try:
-            result["datasets"] = kept_datasets(args.out, args.seeds, args.datasets)
-        except ValueError as error:
-            parser.error(str(error))
+    result["datasets"] = merged_datasets(parser, args)
     for dataset in args.datasets:
         per_model: dict[str, dict[str, list[float]]] = {}
         roles: dict[str, str] = {}

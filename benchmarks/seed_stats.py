@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from pathlib import Path
@@ -26,3 +27,14 @@ def kept_datasets(out: Path, seeds: list[int], rerun: list[str]) -> dict[str, An
     if previous.get("seeds") != seeds:
         raise ValueError(f"--merge: {out} holds seeds {previous.get('seeds')}, not {seeds}")
     return {name: result for name, result in previous.get("datasets", {}).items() if name not in rerun}
+
+
+def merged_datasets(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """The starting ``datasets`` of a benchmark's JSON: with ``--merge`` those of ``args.out`` not rerun (see
+    :func:`kept_datasets`; other seeds end the program with the parser's error), else none."""
+    if not args.merge:
+        return {}
+    try:
+        return kept_datasets(args.out, args.seeds, args.datasets)
+    except ValueError as error:
+        parser.error(str(error))
