@@ -46,6 +46,19 @@ def test_zero_weights_drop_rows_exactly() -> None:
     assert not all(torch.allclose(a, b) for a, b in zip(_weights(uniform), _weights(weighted), strict=True))
 
 
+def test_read_only_arrays_are_copied_without_a_warning(recwarn: pytest.WarningsRecorder) -> None:
+    """fairlearn passes read-only labels and weights; the fit copies them instead of sharing them with torch
+    (which warns about non-writable arrays) and leaves them untouched."""
+    x, y, _, teacher = _data(40, 2)
+    weights = np.linspace(0.5, 1.5, 40)
+    for array in (x, y, weights):
+        array.setflags(write=False)
+    model = DistilledClassifier(teacher, SPEC, INFO, epochs=2, batch_size=16).fit(x, y, sample_weight=weights)
+    assert model.predict(x).shape == (40,)
+    assert not [w for w in recwarn if "not writable" in str(w.message)]
+    assert np.array_equal(weights, np.linspace(0.5, 1.5, 40))
+
+
 def test_alpha_chooses_between_the_labels_and_the_teacher() -> None:
     x, _, _, _ = _data(200, 1)
     y = np.zeros(200, dtype=int)  # every label says "no"

@@ -56,14 +56,15 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         from fairdistill.models import build_model
 
         x = self._inputs(X)
-        labels = torch.as_tensor(np.asarray(y)).long()
+        # copies: fairlearn hands over read-only arrays, which torch would share and warn about
+        labels = torch.tensor(np.asarray(y), dtype=torch.long)
         teacher = torch.as_tensor(np.asarray(self.teacher_logits, dtype=np.float32))
         if len(x) != len(teacher):
             raise ValueError(
                 f"DistilledClassifier.fit: X has {len(x)} rows but the teacher's logits {len(teacher)}; the rows "
                 "must be the train split's, in order"
             )
-        weights = torch.ones(len(x)) if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32)
+        weights = torch.ones(len(x)) if sample_weight is None else torch.tensor(np.asarray(sample_weight), dtype=torch.float32)
         if float(weights.sum()) <= 0:
             raise ValueError("DistilledClassifier.fit: the sample weights sum to 0")
         weights = weights * (len(weights) / weights.sum())  # mean 1: the learning rate means the same as for kd
@@ -92,7 +93,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
 
     def _inputs(self, X: np.ndarray) -> torch.Tensor:  # noqa: N803
         """``X`` as the student's input tensor: (N, *input_shape) when the dataset gives a shape."""
-        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        x = torch.tensor(np.asarray(X, dtype=np.float32))
         shape = self.info.input_shape
         if shape is None or tuple(x.shape[1:]) == tuple(shape):
             return x
