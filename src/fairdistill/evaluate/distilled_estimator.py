@@ -64,7 +64,10 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
                 f"DistilledClassifier.fit: X has {len(x)} rows but the teacher's logits {len(teacher)}; the rows "
                 "must be the train split's, in order"
             )
-        weights = torch.ones(len(x)) if sample_weight is None else torch.tensor(np.asarray(sample_weight), dtype=torch.float32)
+        if sample_weight is None:
+            weights = torch.ones(len(x))
+        else:
+            weights = torch.tensor(np.asarray(sample_weight), dtype=torch.float32)
         if float(weights.sum()) <= 0:
             raise ValueError("DistilledClassifier.fit: the sample weights sum to 0")
         weights = weights * (len(weights) / weights.sum())  # mean 1: the learning rate means the same as for kd
