@@ -106,12 +106,13 @@ def dataset_info(metrics: dict[str, Any]) -> DatasetInfo:
     )
 
 
-def rate_scores(frame: pd.DataFrame, positive: np.ndarray, info: DatasetInfo) -> dict[str, float]:
+def rate_scores(
+    y: np.ndarray, attr: np.ndarray, group: np.ndarray, positive: np.ndarray, info: DatasetInfo
+) -> dict[str, float]:
     """Accuracy, MAD, EO and DP differences of a (possibly randomised) binary classifier from each row's
     probability of predicting the positive class (1.0 / 0.0 for hard labels), any number of attribute values
     (fairdistill's expected-rate metrics: the spread between the values for more than two)."""
     pmf = np.stack([1.0 - positive, positive], axis=1)
-    y, attr, group = (frame[c].to_numpy() for c in ("y", "attr", "group"))
     scores = expected_rate_metrics(y, pmf, attr, group, info)
     return {key: float(scores[key]) for key in SCORES}
 
@@ -121,17 +122,18 @@ def scored_rows(run_dir: Path, metrics: dict[str, Any]) -> dict[str, dict[str, A
     rows, info = {}, dataset_info(metrics)
     for model, entry in metrics["models"].items():
         frame = pd.read_parquet(run_dir / "predictions" / f"{model}-test.parquet")
+        rows_of = (frame["y"].to_numpy(), frame["attr"].to_numpy(), frame["group"].to_numpy())
         drawn = (frame["pred"].to_numpy() == 1).astype(float)
         expected = frame["pmf_1"].to_numpy() if "pmf_1" in frame.columns else drawn
-        draw = rate_scores(frame, drawn, info)
+        draw = rate_scores(*rows_of, drawn, info)
         reported = entry["splits"]["test"]
         for key in ("accuracy", "recall_disparity_mad", "eo_difference"):  # the same rows as metrics.json
             assert abs(draw[key] - reported[key]) < 1e-9, (model, key, draw[key], reported[key])
         rows[model] = {
             "role": entry.get("role", "student"),
             "draw": draw,
-            "expected": rate_scores(frame, expected, info),
-            "argmax": rate_scores(frame, (expected >= 0.5).astype(float), info),
+            "expected": rate_scores(*rows_of, expected, info),
+            "argmax": rate_scores(*rows_of, (expected >= 0.5).astype(float), info),
         }
     return rows
 
@@ -196,9 +198,8 @@ def main() -> None:
         "students": STUDENTS,
         "goal_region_adult": GOAL,
         "machine": {"processor": platform.processor() or platform.machine(), "torch": torch.__version__},
-        "datasets": {},
+        "datasets": merged_datasets(parser, args),
     }
-    document["datasets"] = merged_datasets(parser, args)
     for dataset in args.datasets:
         document["datasets"][dataset] = result = dataset_document(dataset, args.seeds)
         args.out.parent.mkdir(parents=True, exist_ok=True)

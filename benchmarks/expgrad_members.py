@@ -5,8 +5,9 @@
                                                    [--out benchmarks/results/expgrad_members.json]
 
 ExponentiatedGradient returns a *randomised* classifier: a mixture of the base classifiers it fitted. This
-benchmark fits the fairness_peers logistic peer exactly as a run does (``LogisticRegression(max_iter=1000,
-random_state=seed)``, ``EqualizedOdds``, eps 0.01, 50 iterations, on the same train split and features) and
+benchmark fits the fairness_peers logistic peer with the run's own code (``evaluate.peers.exponentiated_gradient``:
+``LogisticRegression(max_iter=1000, random_state=seed)``, ``EqualizedOdds``, eps 0.01, 50 iterations, on the same
+train split and features) and
 scores on the test split, by fairdistill's expected-rate metrics:
 
 - the mixture by its expected rates (checked equal, to 1e-9, to the ``expected`` row of the same peer in
@@ -28,13 +29,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from fairlearn.reductions import EqualizedOdds, ExponentiatedGradient
-from sklearn.linear_model import LogisticRegression
 
+from distilled_reduction import rate_scores
 from fairdistill.api import load_data
 from fairdistill.config import PeerConfig
-from fairdistill.evaluate.expected_rates import expected_rate_metrics
-from fairdistill.evaluate.peers import features
+from fairdistill.evaluate.peers import PeerPlan, base_estimator, exponentiated_gradient, features
 
 SCORES = ("accuracy", "recall_disparity_mad", "eo_difference", "dp_difference")
 PARETO = ("accuracy", "recall_disparity_mad", "eo_difference")
@@ -45,10 +44,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def scores(split: Any, info: Any, positive: np.ndarray) -> dict[str, float]:
-    """Expected-rate metrics of a binary classifier from each row's probability of predicting class 1."""
-    pmf = np.stack([1.0 - positive, positive], axis=1)
-    metrics = expected_rate_metrics(split.y.numpy(), pmf, split.attr.numpy(), split.group.numpy(), info)
-    return {key: float(metrics[key]) for key in SCORES}
+    """Expected-rate metrics of a binary classifier on ``split`` from each row's probability of predicting 1."""
+    return rate_scores(split.y.numpy(), split.attr.numpy(), split.group.numpy(), positive, info)
 
 
 def dominates(row: dict[str, float], other: dict[str, float]) -> bool:
@@ -60,14 +57,10 @@ def dominates(row: dict[str, float], other: dict[str, float]) -> bool:
 def seed_document(dataset: str, seed: int, position: int, students: dict[str, Any]) -> dict[str, Any]:
     """One seed's fit, its members and the verdicts; ``position``: the seed's place in ``students``' values."""
     splits = load_data("adult", protected=PROTECTED[dataset])
-    defaults = PeerConfig(kind="expgrad", constraint="equalized-odds")
-    reduction = ExponentiatedGradient(
-        LogisticRegression(max_iter=1000, random_state=seed),
-        constraints=EqualizedOdds(),
-        eps=defaults.eps,
-        max_iter=defaults.max_iter,
-    )
-    reduction.fit(features(splits.train), splits.train.y.numpy(), sensitive_features=splits.train.attr.numpy())
+    plan = PeerPlan(PEER, "peer", PeerConfig(kind="expgrad", constraint="equalized-odds"))  # a run's defaults
+    x_train, y_train = features(splits.train), splits.train.y.numpy()
+    reduction = exponentiated_gradient(plan, seed)
+    reduction.fit(x_train, y_train, sensitive_features=splits.train.attr.numpy())
     test, info = splits.test, splits.info
     x_test = features(test)
     positive = np.asarray(reduction._pmf_predict(x_test), dtype=np.float64)[:, 1]
@@ -84,7 +77,7 @@ def seed_document(dataset: str, seed: int, position: int, students: dict[str, An
         for h in weights.index
         if weights[h] > 0
     ]
-    plain = LogisticRegression(max_iter=1000, random_state=seed).fit(features(splits.train), splits.train.y.numpy())
+    plain = base_estimator(plan, seed).fit(x_train, y_train)
     deterministic = {
         "argmax": scores(test, info, (positive >= 0.5).astype(np.float64)),
         "heaviest_member": max(members, key=lambda m: m["weight"]),

@@ -129,9 +129,8 @@ def main() -> None:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
         },
-        "datasets": {},
+        "datasets": merged_datasets(parser, args),
     }
-    result["datasets"] = merged_datasets(parser, args)
     for dataset in args.datasets:
         per_model: dict[str, dict[str, list[float]]] = {}
         roles: dict[str, str] = {}

@@ -115,16 +115,15 @@ class KronLaplace:
         dtype = _work_dtype(features)
         w_t, b = w[:, :d].T.to(dtype).contiguous(), w[:, d].to(dtype)
         u_matrix = torch.zeros(len(w), len(w), dtype=torch.float64)
-        gram = torch.zeros(d, d, dtype=torch.float64)
         v_matrix = torch.zeros(d + 1, d + 1, dtype=torch.float64)
         edges = gram_block_edges(d)
         for rows in _chunks(n, chunk):
             x = features[rows].to(device="cpu", dtype=dtype)
             probs = torch.softmax(torch.addmm(b, x, w_t).double(), dim=1)
             u_matrix += torch.diag(probs.sum(0)) - probs.T @ probs
-            add_lower_gram(gram, x, edges)
+            add_lower_gram(v_matrix[:d, :d], x, edges)
             v_matrix[:d, d] += x.sum(0).double()  # summed in the work dtype: a float64 reduction is 9x slower
-        v_matrix[:d, :d] = symmetric_from_lower(gram)
+        v_matrix[:d, :d] = symmetric_from_lower(v_matrix[:d, :d])
         v_matrix[d, :d] = v_matrix[:d, d]
         v_matrix[d, d] = n
         u_matrix /= max(n, 1)
