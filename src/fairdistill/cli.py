@@ -311,9 +311,12 @@ def main() -> None:
     except ImportError:  # older typer uses click itself
         from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
+    completed = False
     try:
         app(standalone_mode=False, prog_name="fairdistill")
+        completed = True
     except typer.Exit as exc:
+        completed = exc.exit_code == 0
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         errors.print("aborted")
@@ -327,6 +330,11 @@ def main() -> None:
             raise
         errors.print(f"[red]error:[/red] {escape(str(user_error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    finally:
+        if "torch.distributed" in sys.modules:  # a command that never loaded torch has no process group to close
+            from fairdistill.processes import end_process_group
+
+            end_process_group(completed=completed)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,21 @@ def launched_processes() -> int:
         return 1
 
 
+def end_process_group(*, completed: bool) -> None:
+    """Close the default process group of a launched run before the interpreter exits (no-op without one).
+
+    Left to interpreter teardown, gloo's worker threads can be destroyed while still joinable, which aborts a
+    process that finished its work ("terminate called without an active exception"). After a ``completed``
+    command the processes first meet at a barrier, so none closes its connections while another still needs
+    them; after an error they close at once, so a process waiting in a collective fails instead of hanging.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if completed and dist.get_world_size() > 1:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 @dataclass(frozen=True)
 class Processes:
     """This process's place in the run: ``rank`` of ``world`` (process 0 is the main one, the only writer)."""

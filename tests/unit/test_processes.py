@@ -17,7 +17,7 @@ from fairdistill.data.core import Batch, DatasetInfo, SplitDataset, label_attr_g
 from fairdistill.distill.core import MethodContext, TrainState
 from fairdistill.distill.method import WeightStatistics
 from fairdistill.distill.weighting import GroupDRO, GroupDROOptions
-from fairdistill.processes import SINGLE, Processes
+from fairdistill.processes import SINGLE, Processes, end_process_group
 
 INFO = DatasetInfo(
     name="toy",
@@ -93,9 +93,13 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
         stats.update(torch.tensor([1.0, 2.0]) if rank == 0 else torch.tensor([0.5, 4.0, 1.0]))
         stats.combine(processes)
         results["stats"] = stats.summary()
+        # the end of a completed command: both meet, then close the group
+        end_process_group(completed=True)
+        results["closed"] = not dist.is_initialized()
         torch.save(results, f"{out}/{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +123,7 @@ def test_collectives_on_two_processes(results: list[dict]) -> None:
         assert torch.equal(got["buffers_only"][0], torch.full((2,), float(rank + 1)))
         assert torch.equal(got["buffers_only"][1], torch.full((2,), 10.0))
         assert got["object"] == {"from": 0}
+        assert got["closed"]  # end_process_group destroyed the default group on both processes
         # weights 1, 2 and 0.5, 4, 1: mean 8.5 / 5, max 4, 2 of 5 above 1
         assert got["stats"] == {"weight_mean": 8.5 / 5, "weight_max": 4.0, "weight_share_upweighted": 2 / 5}
 
@@ -153,6 +158,7 @@ def test_one_process_is_the_identity() -> None:
     assert torch.equal(SINGLE.shard(3), torch.arange(3))
     assert SINGLE.broadcast_object([1]) == [1]
     assert Processes.current() == SINGLE  # no process group here
+    end_process_group(completed=True)  # nothing to close: a no-op, not an error
 
 
 def test_splits_smaller_than_the_number_of_processes_are_refused() -> None:
