@@ -43,7 +43,7 @@ from fairdistill.config import parse_config
 from fairdistill.data.core import DatasetInfo
 from fairdistill.evaluate.expected_rates import expected_rate_metrics
 from fairdistill.experiment import run
-from fairness_peers import ADULT_MODELS, DATASETS, REFERENCE_PEER, dominates
+from fairness_peers import ADULT_MODELS, DATASETS, GOAL, REFERENCE_PEER, dominates, in_goal
 from seed_stats import merged_datasets, summarise
 
 SCORES = ("accuracy", "recall_disparity_mad", "eo_difference", "dp_difference")
@@ -51,8 +51,6 @@ SCORINGS = ("draw", "expected", "argmax")
 EO = {"kind": "expgrad", "constraint": "equalized-odds"}
 LOOSE_EPS = 0.03
 DISTILLED = {**EO, "estimator": "distilled", "alpha": 0.5, "tau": 2.0}
-#: The issue's goal region on Adult: accuracy ≥, MAD ≤, EO ≤.
-GOAL = {"accuracy": 0.845, "recall_disparity_mad": 0.03, "eo_difference": 0.05}
 
 STUDENTS: list[dict[str, Any]] = [
     {"name": "kd", "loss": {"kind": "kd", "tau": 2.0, "alpha": 0.9}},
@@ -136,12 +134,6 @@ def scored_rows(run_dir: Path, metrics: dict[str, Any]) -> dict[str, dict[str, A
             "argmax": rate_scores(*rows_of, (expected >= 0.5).astype(float), info),
         }
     return rows
-
-
-def in_goal(row: dict[str, Any]) -> bool:
-    return all(
-        row[key]["mean"] >= bound if key == "accuracy" else row[key]["mean"] <= bound for key, bound in GOAL.items()
-    )
 
 
 def dataset_document(dataset: str, seeds: list[int]) -> dict[str, Any]:

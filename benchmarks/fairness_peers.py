@@ -34,6 +34,8 @@ from seed_stats import merged_datasets, summarise
 
 KEYS = ("accuracy", "worst_group_accuracy", "recall_disparity_mad", "eo_difference", "dp_difference")
 REFERENCE_PEER = "expgrad-eo-logistic"
+#: Issue 13's goal region on Adult-sex: accuracy ≥, recall-disparity MAD ≤, EO difference ≤.
+GOAL = {"accuracy": 0.845, "recall_disparity_mad": 0.03, "eo_difference": 0.05}
 
 STUDENTS: list[dict[str, Any]] = [
     {"name": "erm"},
@@ -107,6 +109,16 @@ def dominates(row: dict[str, Any], reference: dict[str, Any]) -> bool:
     acc, mad, eo = (row[k]["mean"] for k in ("accuracy", "recall_disparity_mad", "eo_difference"))
     r_acc, r_mad, r_eo = (reference[k]["mean"] for k in ("accuracy", "recall_disparity_mad", "eo_difference"))
     return acc >= r_acc and mad <= r_mad and eo <= r_eo and (acc > r_acc or mad < r_mad or eo < r_eo)
+
+
+def within_goal(accuracy: float, mad: float, eo: float) -> bool:
+    """Whether one (accuracy, MAD, EO difference) point lies in :data:`GOAL`."""
+    return accuracy >= GOAL["accuracy"] and mad <= GOAL["recall_disparity_mad"] and eo <= GOAL["eo_difference"]
+
+
+def in_goal(row: dict[str, Any]) -> bool:
+    """Whether a summarised row's means lie in :data:`GOAL`."""
+    return within_goal(*(row[key]["mean"] for key in GOAL))
 
 
 def main() -> None:

@@ -16,39 +16,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
-
 from fairdistill.config import load_config
 from fairdistill.experiment import run
+from seed_stats import summarise, t_interval
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "fairdistill" / "configs" / "long-tail-mnist.yaml"
 KEYS = ("accuracy", "head_accuracy", "medium_accuracy", "tail_accuracy")
 TITLES = {"accuracy": "overall", "head_accuracy": "head", "medium_accuracy": "medium", "tail_accuracy": "tail"}
 #: The student compared against, for each comparison: kd against erm, every mitigation against kd and erm.
 BASELINES = ("erm", "kd")
-
-
-def summarise(values: list[float]) -> dict[str, Any]:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "values": values,
-    }
-
-
-def t_interval(values: list[float], level: float = 0.95) -> list[float] | None:
-    """The Student-t confidence interval of the mean over seeds (None for one seed)."""
-    if len(values) < 2:
-        return None
-    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * statistics.stdev(values) / len(values) ** 0.5
-    mean = statistics.fmean(values)
-    return [mean - half, mean + half]
 
 
 def verdict(differences: list[float]) -> str:

@@ -18,6 +18,17 @@ def summarise(values: list[float]) -> dict[str, float | list[float]]:
     }
 
 
+def t_interval(values: list[float], level: float = 0.95) -> list[float] | None:
+    """The Student-t confidence interval of the mean over seeds (None for one seed)."""
+    from scipy import stats
+
+    if len(values) < 2:
+        return None
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * statistics.stdev(values) / len(values) ** 0.5
+    mean = statistics.fmean(values)
+    return [mean - half, mean + half]
+
+
 def kept_datasets(out: Path, seeds: list[int], rerun: list[str]) -> dict[str, Any]:
     """For ``--merge``: the per-dataset results already in ``out`` that are not rerun (none without a file);
     ValueError when that file holds other seeds, whose results would not be comparable."""
