@@ -191,3 +191,24 @@ def test_teacher_outputs_and_features_equal_the_per_example_path() -> None:
     assert embedding is not None
     np.testing.assert_array_equal(embedding, np.concatenate([tensor(o.embedding).numpy() for o in outs]))
     assert torch.equal(features, all_at_once.taps["hidden1"])
+
+
+def test_feature_batches_are_large_for_in_memory_tables_only() -> None:
+    from fairdistill.distill.features import FEATURE_BATCH_SIZE, TABLE_FEATURE_BATCH_SIZE, feature_batch_size
+
+    rows = TABLE_FEATURE_BATCH_SIZE + 808  # two table batches, the second partial
+    g = torch.Generator().manual_seed(1)
+    y, attr = torch.randint(0, 3, (rows,), generator=g), torch.randint(0, 2, (rows,), generator=g)
+    table = SplitDataset({"x": torch.randn(rows, 5, generator=g)}, y, attr, y * 2 + attr)
+    images = SplitDataset({"x": torch.randn(8, 3, 4, 4)}, y[:8], attr[:8], (y * 2 + attr)[:8])
+    assert feature_batch_size(table) == TABLE_FEATURE_BATCH_SIZE
+    assert feature_batch_size(images) == FEATURE_BATCH_SIZE
+    assert feature_batch_size(split()) == FEATURE_BATCH_SIZE  # token ids beside the table: not a table
+    model = tiny_model()
+    features = extract_features(model, table, "hidden1", "cpu")
+    model.eval()
+    with torch.no_grad():
+        chunks = [table.encodings["x"][s : s + 1000] for s in range(0, rows, 1000)]
+        expected = torch.cat([model({"x": chunk}).taps["hidden1"] for chunk in chunks])
+    assert features.shape == (rows, 4)
+    torch.testing.assert_close(features, expected, rtol=0, atol=1e-6)

@@ -192,3 +192,29 @@ def test_newton_readout_stops_on_separable_classes_with_finite_weights() -> None
     assert 0 < steps <= 50 and bool(torch.isfinite(head.out.weight).all())
     with torch.no_grad():
         assert bool((head(x).argmax(1) == y).all())  # it separates them
+
+
+def test_newton_falls_back_to_the_float64_hessian_when_a_step_is_not_descent(monkeypatch) -> None:
+    import fairdistill.distill.readout as readout_module
+
+    x, y = _noisy_features(1500, 5, 2, seed=3)
+    reference = ReadoutHead(5, 2, "linear", 8)
+    fit_linear_head(reference, x, y, warm_start=False, seed=0)
+    exact_calls = []
+    direction = readout_module._newton_direction
+
+    def ascent_in_float32(x, p, gradient, exact):
+        exact_calls.append(exact)
+        found = direction(x, p, gradient, exact)
+        return found if exact else -found  # a float32 direction pointing uphill: it must be refused
+
+    monkeypatch.setattr(readout_module, "_newton_direction", ascent_in_float32)
+    guarded = ReadoutHead(5, 2, "linear", 8)
+    fit_linear_head(guarded, x, y, warm_start=False, seed=0)
+    assert True in exact_calls and exact_calls.count(True) == exact_calls.count(False)
+    z = ((x - x.mean(0)) / x.std(0)).double().numpy()
+    sklearn = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(z, y.numpy())
+    sklearn_loss = -np.mean(np.log(sklearn.predict_proba(z)[np.arange(len(y)), y.numpy()]))
+    with torch.no_grad():
+        assert float(F.cross_entropy(guarded(x).double(), y)) == pytest.approx(sklearn_loss, abs=1e-7)
+        assert torch.allclose(torch.softmax(guarded(x), 1), torch.softmax(reference(x), 1), atol=1e-5)
