@@ -24,10 +24,8 @@ of the file (so a "before" and an "after" run sit side by side). Nothing is asse
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 from collections.abc import Callable
@@ -47,6 +45,7 @@ from fairdistill.evaluate.predict import predict  # noqa: E402
 from fairdistill.models import build_model, default_model_spec  # noqa: E402
 from fairdistill.train.cache import compute_teacher_outputs  # noqa: E402
 from fairdistill.train.engine import fit, make_accelerator  # noqa: E402
+from records import header, store  # noqa: E402
 
 STUDENTS: dict[str, dict[str, Any]] = {
     "adult": {"name": "mlp", "hidden": [16]},
@@ -162,23 +161,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     run = {
-        "benchmark": "seconds per epoch / per pass of fairdistill vs a bare PyTorch loop (interleaved, medians)",
+        **header("seconds per epoch / per pass of fairdistill vs a bare PyTorch loop (interleaved, medians)"),
         "targets": {"erm": 1.15, "kd_cached": 1.15, "teacher_cache_build": 1.2},
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "device": "cpu",
-        },
         "repeats": args.repeats,
         "datasets": {name: bench_dataset(name, args.batch_sizes, args.repeats, args.seed) for name in args.datasets},
     }
-    existing = json.loads(args.output.read_text()) if args.output.is_file() else {}
-    existing[args.label] = run
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(existing, indent=2) + "\n")
+    store(args.output, run, args.label)
     summary = {
         name: {b: {k: v["ratio_to_bare"] for k, v in entry.items()} for b, entry in d["batch_sizes"].items()}
         for name, d in run["datasets"].items()

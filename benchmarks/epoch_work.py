@@ -27,12 +27,9 @@ and "after" sit side by side. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +49,7 @@ from fairdistill.evaluate.predict import predict  # noqa: E402
 from fairdistill.models import build_model, default_model_spec  # noqa: E402
 from fairdistill.train.cache import compute_teacher_outputs  # noqa: E402
 from fairdistill.train.engine import fit, make_accelerator  # noqa: E402
+from records import header, store  # noqa: E402
 
 try:  # after issue 12: validation computes only what selection needs
     from fairdistill.evaluate.selection import selection_metrics
@@ -164,15 +162,6 @@ def bench(epochs: int, repeats: int, seed: int, rkd_epochs: int = 1) -> dict[str
     }
 
 
-def _revision() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None, bench_fn: Callable[[int, int, int, int], dict[str, Any]] = bench) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -184,23 +173,11 @@ def main(argv: list[str] | None = None, bench_fn: Callable[[int, int, int, int],
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     result = {
-        "benchmark": "seconds per epoch, Adult b256, interleaved, medians; ratios to kd / to erm",
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "revision": _revision(),
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "device": "cpu",
-        },
+        **header("seconds per epoch, Adult b256, interleaved, medians; ratios to kd / to erm"),
         "repeats": args.repeats,
         "adult": bench_fn(args.epochs, args.repeats, args.seed, args.rkd_epochs),
     }
-    existing = json.loads(args.output.read_text()) if args.output.is_file() else {}
-    existing[args.label] = result
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(existing, indent=2) + "\n")
+    store(args.output, result, args.label)
     print(json.dumps({k: v["ratio"] for k, v in result["adult"]["ratios"].items()}, indent=2))
     print(f"written: {args.output} [{args.label}]", file=sys.stderr)
 

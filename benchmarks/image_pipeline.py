@@ -14,10 +14,7 @@ Writes ``benchmarks/results/image_pipeline.json`` (or ``--output``). Nothing is 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,6 +27,7 @@ from PIL import Image
 from fairdistill.data.core import BatchLoader, DatasetInfo, label_attr_groups
 from fairdistill.data.images import ImageOptions, ImageRecord, image_splits
 from fairdistill.train.engine import EpochShuffleSampler
+from records import header, store
 
 INFO = DatasetInfo("bench", 2, ("0", "1"), ("0", "1"), label_attr_groups(("0", "1"), ("0", "1")), "image")
 
@@ -87,9 +85,7 @@ def main() -> None:
                 }
                 print(key, results[key], flush=True)
     out = {
-        "benchmark": "image_pipeline",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count()},
+        **header("image_pipeline"),
         "setup": {
             "images": args.images,
             "source": "generated 256x256 JPEG, quality 90",
@@ -102,8 +98,7 @@ def main() -> None:
         },
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2) + "\n")
+    store(args.output, out)
     print(f"wrote {args.output}")
 
 

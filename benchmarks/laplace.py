@@ -21,12 +21,10 @@ Writes ``benchmarks/results/laplace.json`` (or ``--output``). Nothing is asserte
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -43,6 +41,7 @@ from fairdistill.distill.laplace import (
     log_likelihood,
     tune_tau_by_evidence,
 )
+from records import header, store
 
 
 def rss_mib() -> float:
@@ -99,13 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result: dict = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        **header("Kronecker Laplace fit + probit predictive on synthetic last-layer features: time, memory, accuracy"),
         "n": args.n,
         "d": args.d,
         "classes": {},
@@ -184,8 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             entry["old_peak_rss_extra_mib"] = rss_mib() - base_rss
         result["classes"][str(c)] = entry
         print(json.dumps({c: entry}, indent=1), flush=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    store(args.output, result)
 
 
 if __name__ == "__main__":

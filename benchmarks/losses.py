@@ -16,10 +16,8 @@ machine, and are reported, not tested.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -36,6 +34,7 @@ from fairdistill.distill import MethodContext, TeacherOutputs, build_method  # n
 from fairdistill.models import build_model, default_model_spec  # noqa: E402
 from fairdistill.train.cache import compute_teacher_outputs  # noqa: E402
 from fairdistill.train.engine import fit, make_accelerator  # noqa: E402
+from records import header, store  # noqa: E402
 
 #: name → loss entry of a method config; kd is the reference.
 LOSSES: dict[str, dict[str, Any]] = {
@@ -132,21 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "losses.json")
     args = parser.parse_args(argv)
     result = {
-        "benchmark": "per-epoch wall-clock cost of each distillation loss, relative to kd (median of repeats)",
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "device": "cpu",
-        },
+        **header("per-epoch wall-clock cost of each distillation loss, relative to kd (median of repeats)"),
         "epochs": args.epochs,
         "repeats": args.repeats,
         "datasets": {name: bench_dataset(name, args.epochs, args.repeats, args.seed) for name in args.datasets},
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    store(args.output, result)
     print(
         json.dumps(
             {

@@ -14,10 +14,8 @@ repeats) per student and method, and each method's cost relative to erm. Nothing
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -43,6 +41,7 @@ from fairdistill.distill import MethodContext, TeacherOutputs, build_method  # n
 from fairdistill.models import build_model, default_model_spec  # noqa: E402
 from fairdistill.train.cache import compute_teacher_outputs  # noqa: E402
 from fairdistill.train.engine import fit, make_accelerator  # noqa: E402
+from records import header, store  # noqa: E402
 
 CLASSES = ("entailment", "neutral", "contradiction")
 ATTRS = ("no negation", "negation")
@@ -162,21 +161,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     specs = {"tiny": lambda: default_model_spec("text", "student"), "minilm": minilm_spec}
     result = {
-        "benchmark": "text student training throughput on the CPU: fine-tuning vs distillation vs early readout",
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "device": "cpu",
-        },
+        **header("text student training throughput on the CPU: fine-tuning vs distillation vs early readout"),
         "students": {
             name: bench_student(name, specs[name](), args.examples, args.repeats, args.seed) for name in args.students
         },
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    store(args.output, result)
     print(
         json.dumps(
             {

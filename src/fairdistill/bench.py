@@ -279,6 +279,7 @@ def prepare_output(output: Path | None) -> Path:
 def machine() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
+        "processor": platform.processor(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
