@@ -10,6 +10,8 @@ which it is the first index.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -43,64 +45,69 @@ def huber(x: torch.Tensor) -> torch.Tensor:
 
 
 class BatchGeometry:
-    """The Gram matrix K = E Eᵀ of a batch's embeddings (centred on their mean: distances and angles do not
-    change, rounding does) and the squared distances ‖e_i − e_j‖² = K_ii + K_jj − 2K_ij. One B × B × d matrix
-    product replaces the B × B × d difference tensor; a squared distance within rounding of 0 (identical
-    embeddings) is exactly 0."""
+    """The pairwise geometry of a batch's embeddings, as values (no autograd: the student's gradient is written
+    out by :class:`_StudentRelations`).
+
+    From the Gram matrix K = C Cᵀ of the embeddings centred on their mean (distances and angles do not change,
+    rounding does): the squared distances ‖e_i − e_j‖² = K_ii + K_jj − 2K_ij, exactly 0 where they are within
+    rounding of 0 (identical embeddings; ``kept`` marks the others), the distances, and ψ_D = ‖e_i − e_j‖ / μ with
+    μ the mean of the non-zero distances (1 when every distance is zero). One B × B × d matrix product replaces
+    the B × B × d difference tensor, and each B × B quantity is made once, in place where it can be. Masks are
+    0/1 in the embeddings' dtype: on the CPU, comparisons, bool masks and ``where`` on a B × B matrix cost several
+    times an arithmetic pass.
+    """
 
     def __init__(self, embedding: torch.Tensor) -> None:
-        self.size = embedding.shape[0]
-        centred = embedding - embedding.mean(dim=0, keepdim=True)
-        self.gram = centred @ centred.T
-        norms = self.gram.diagonal()
-        total = norms.unsqueeze(0) + norms.unsqueeze(1)
-        squared = total - 2.0 * self.gram
-        tolerance = (64.0 * torch.finfo(embedding.dtype).eps) * total.detach()
-        self.squared_distances = torch.where(squared > tolerance, squared, torch.zeros_like(squared))
+        with torch.no_grad():
+            e = embedding.detach()
+            self.size = e.shape[0]
+            self.centred = e - e.mean(dim=0, keepdim=True)
+            norms = (self.centred * self.centred).sum(dim=1)
+            total = norms.unsqueeze(0) + norms.unsqueeze(1)
+            squared = torch.addmm(total, self.centred, self.centred.T, alpha=-2.0)  # K_ii + K_jj − 2K_ij
+            #: 1 where the squared distance is above the rounding of its terms (64 ulps of K_ii + K_jj), else 0
+            self.kept = torch.sub(squared, total, alpha=64.0 * torch.finfo(e.dtype).eps).sign_().clamp_(min=0.0)
+            self.squared_distances = squared.mul_(self.kept)
+            self.distance = self.squared_distances.sqrt()
+            self.count = self.kept.sum()
+            self.mu = torch.where(self.count > 0, self.distance.sum() / self.count.clamp(min=1.0), 1.0).to(e.dtype)
 
     def distances(self) -> torch.Tensor:
-        """‖e_i − e_j‖, exactly 0 (with a zero gradient) where the embeddings coincide."""
-        sq = self.squared_distances
-        return torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq))
+        """‖e_i − e_j‖, exactly 0 where the embeddings coincide."""
+        return self.distance
+
+    def normalized(self) -> torch.Tensor:
+        """ψ_D(i, j) = ‖e_i − e_j‖ / μ, shape (B, B)."""
+        return self.distance / self.mu
 
     def cosines(self, i: torch.Tensor, j: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """ψ_A(i, j, k), the cosine of the angle at e_j between e_i and e_k, for index triplets, by the law of
         cosines: (d_ij² + d_kj² − d_ik²) / (2·d_ij·d_kj); 0 where a side at e_j is zero (as for the unit vectors
         of the exact term)."""
-        sq = self.squared_distances.reshape(-1)
-        b = self.size
-        side_i, side_k = sq.take(j * b + i), sq.take(j * b + k)
-        opposite = sq.take(i * b + k)
-        lengths = side_i * side_k
-        scaled = (side_i + side_k - opposite) * (0.5 * lengths.clamp_min(torch.finfo(sq.dtype).tiny).rsqrt())
-        return torch.where(lengths > 0, scaled, 0.0)
+        return _law_of_cosines(self.squared_distances, side_positions(self.size, i, j, k))[0]
 
 
-def _geometry(embedding: torch.Tensor | BatchGeometry) -> BatchGeometry:
+def side_positions(b: int, i: torch.Tensor, j: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The positions, in a flattened B × B matrix, of the three sides of each triplet: (j, i), (j, k), (i, k),
+    concatenated (one gather serves the three)."""
+    return torch.cat([j * b + i, j * b + k, i * b + k])
+
+
+def _law_of_cosines(
+    squared: torch.Tensor, positions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cosines at e_j of triplets from the squared distances and :func:`side_positions`, and what their
+    gradient needs: the sides A = d_ji², K = d_jk², r = 1/√(A·K) and whether both sides are non-zero."""
+    side_i, side_k, opposite = squared.reshape(-1).index_select(0, positions).view(3, -1)
+    lengths = side_i * side_k
+    sides = lengths.sign()  # 1 where both sides are non-zero (squared distances are ≥ 0), else 0
+    r = lengths.clamp_min(torch.finfo(lengths.dtype).tiny).rsqrt()
+    cosines = (side_i + side_k - opposite).mul_(r).mul_(0.5).mul_(sides)
+    return cosines, side_i, side_k, r, sides
+
+
+def _as_geometry(embedding: torch.Tensor | BatchGeometry) -> BatchGeometry:
     return embedding if isinstance(embedding, BatchGeometry) else BatchGeometry(embedding)
-
-
-def normalized_distances(embedding: torch.Tensor | BatchGeometry) -> torch.Tensor:
-    """ψ_D(i, j) = ‖e_i − e_j‖ / μ, shape (B, B); μ = mean of the non-zero distances between distinct examples.
-
-    μ depends on the embeddings (no detach), as in the paper. When every distance is zero, μ = 1.
-    """
-    dist = _geometry(embedding).distances()
-    nonzero = (dist > 0).detach()
-    count = nonzero.sum()
-    mu = (dist * nonzero).sum() / count if count > 0 else torch.ones((), dtype=dist.dtype, device=dist.device)
-    return dist / mu
-
-
-def rkd_distance(student_emb: torch.Tensor | BatchGeometry, teacher_emb: torch.Tensor | BatchGeometry) -> torch.Tensor:
-    """Per example i: mean over j ≠ i of huber(ψ_D^s(i, j) − ψ_D^t(i, j)); 0 for a batch of one."""
-    student, teacher = _geometry(student_emb), _geometry(teacher_emb)
-    b = student.size
-    if b < 2:
-        return student.gram.sum(dim=1) * 0.0
-    loss = huber(normalized_distances(student) - normalized_distances(teacher))
-    # The diagonal (i = j) is 0 for both models and adds nothing to the sum.
-    return loss.sum(dim=1) / (b - 1)
 
 
 def sample_triplets(b: int, pairs: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -115,16 +122,105 @@ def sample_triplets(b: int, pairs: int, device: torch.device | str) -> tuple[tor
     return i, j, k
 
 
-def sampled_rkd_angle(
-    student_emb: torch.Tensor | BatchGeometry, teacher_emb: torch.Tensor | BatchGeometry, pairs: int
-) -> torch.Tensor:
+class _StudentRelations(torch.autograd.Function):
+    """The student's side of rkd per example — the distance term and, given triplets, the sampled angle term —
+    with the gradient written out instead of recorded (autograd replayed some forty B × B operations backwards,
+    most of rkd's step). Both terms reach the embeddings through one B × B matrix Q of ∂loss/∂‖e_i − e_j‖²:
+    ∂loss/∂c_i = 2·(Σ_j S_ij·c_i − Σ_j S_ij·c_j), S = Q + Qᵀ, c the centred embeddings (then centred again).
+
+    Distance term, per example i: (1/(B−1))·Σ_j huber(d_ij/μ − ψᵗ_ij), so with h_ij = g_i·huber'(·)/(B−1),
+    ∂/∂d_ij = h_ij/μ − [d_ij > 0]·Σ h·d/(μ²·count), and ∂d/∂d² = 1/(2d). Angle term, per example i: the mean over
+    its triplets of huber(cos − cosᵗ), cos = (A + K − O)/(2√(AK)) with A = d_ji², K = d_jk², O = d_ik², so
+    ∂cos/∂A = ½r − cos/(2A), ∂cos/∂K = ½r − cos/(2K), ∂cos/∂O = −½r (r = 1/√(AK)); a cosine fixed at 0 (a zero
+    side) passes nothing, nor do squared distances zeroed as rounding (coinciding embeddings).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        embedding: torch.Tensor,
+        teacher_psi: torch.Tensor,
+        teacher_cosines: torch.Tensor | None,
+        positions: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        geometry = BatchGeometry(embedding)
+        b = geometry.size
+        psi_difference = geometry.normalized().sub_(teacher_psi)
+        psi_slope = psi_difference.clamp(-1.0, 1.0)  # huber'(x); huber(x) = huber'(x)·(x − huber'(x)/2)
+        distance = psi_difference.sub_(psi_slope, alpha=0.5).mul_(psi_slope).sum(dim=1) / (b - 1)
+        ctx.b, ctx.pairs = b, 0
+        saved = [geometry.centred, geometry.kept, geometry.distance, geometry.mu, geometry.count, psi_slope]
+        angle = distance.new_zeros(b)
+        if positions is not None:
+            assert teacher_cosines is not None
+            ctx.pairs = positions.numel() // (3 * b)
+            cosines, side_i, side_k, r, sides = _law_of_cosines(geometry.squared_distances, positions)
+            cos_difference = cosines - teacher_cosines
+            angle = huber(cos_difference).view(b, ctx.pairs).mean(dim=1)
+            saved += [positions, cosines, cos_difference, side_i, side_k, r, sides]
+        ctx.save_for_backward(*saved)
+        return distance, angle
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: Any, grad_distance: torch.Tensor, grad_angle: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None, None]:
+        centred, kept, distance, mu, count, psi_slope, *angle_saved = ctx.saved_tensors
+        b = ctx.b
+        h = psi_slope * (grad_distance / (b - 1)).unsqueeze(1)
+        through_mu = torch.dot(h.view(-1), distance.view(-1)) / (mu * mu * count.clamp(min=1.0))  # μ's share
+        q = torch.addcmul(h.div_(mu), kept, through_mu, value=-1.0)
+        q.mul_(kept).div_(distance.mul(2.0).add_(1.0 - kept))  # ∂d/∂d² = 1/(2d); 0 where d² was zeroed
+        if ctx.pairs:
+            positions, cosines, cos_difference, side_i, side_k, r, sides = angle_saved
+            slope = cos_difference.clamp(-1.0, 1.0).mul_(sides)
+            slope.mul_(grad_angle.repeat_interleave(ctx.pairs)).div_(ctx.pairs)
+            half_r = 0.5 * r
+            no_side = 1.0 - sides  # a zero side: its slope is 0; divide by 1 instead of 0
+            on_side_i = slope * (half_r - cosines / (2.0 * (side_i + no_side)))
+            on_side_k = slope * (half_r - cosines / (2.0 * (side_k + no_side)))
+            # ∂/∂A, ∂/∂K, ∂/∂O in the order of ``positions``
+            q.view(-1).index_add_(0, positions, torch.cat([on_side_i, on_side_k, -slope * half_r]))
+            q.mul_(kept)
+        # S = Q + Qᵀ without forming it: Σ_j S_ij = row + column sums, S·c = Q·c + Qᵀ·c
+        rows = (q.sum(dim=1) + q.sum(dim=0)).unsqueeze(1)
+        grad = torch.addmm(torch.mm(q, centred), q.T, centred).sub_(rows * centred).mul_(-2.0)
+        return grad - grad.mean(dim=0, keepdim=True), None, None, None
+
+
+def student_relations(
+    student_emb: torch.Tensor, teacher_emb: torch.Tensor | BatchGeometry, pairs: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """rkd's per-example distance term and, when ``pairs`` is given, its sampled angle term (``pairs`` triplets
+    per example from :func:`sample_triplets`, an unbiased estimate of :func:`rkd_angle`'s value and gradient at
+    O(B·pairs) cost once the Gram matrices exist); the angle is None without ``pairs``. Batches of two or more
+    (three with ``pairs``). The gradient reaches the student's embeddings only (:class:`_StudentRelations`)."""
+    b = student_emb.shape[0]
+    teacher = _as_geometry(teacher_emb)
+    with torch.no_grad():
+        teacher_psi = teacher.normalized().to(student_emb.dtype)
+        positions = None if pairs is None else side_positions(b, *sample_triplets(b, pairs, student_emb.device))
+        teacher_cosines = None
+        if positions is not None:
+            teacher_cosines = _law_of_cosines(teacher.squared_distances, positions)[0].to(student_emb.dtype)
+    distance, angle = _StudentRelations.apply(student_emb, teacher_psi, teacher_cosines, positions)
+    return distance, angle if pairs is not None else None
+
+
+def rkd_distance(student_emb: torch.Tensor, teacher_emb: torch.Tensor | BatchGeometry) -> torch.Tensor:
+    """Per example i: mean over j ≠ i of huber(ψ_D^s(i, j) − ψ_D^t(i, j)); 0 for a batch of one."""
+    if student_emb.shape[0] < 2:
+        return student_emb.sum(dim=1) * 0.0
+    return student_relations(student_emb, teacher_emb, None)[0]
+
+
+def sampled_rkd_angle(student_emb: torch.Tensor, teacher_emb: torch.Tensor | BatchGeometry, pairs: int) -> torch.Tensor:
     """Per example i: mean over ``pairs`` random (j, k) of huber(ψ_A^s(i, j, k) − ψ_A^t(i, j, k)), an unbiased
-    estimate of :func:`rkd_angle` (of its value and gradient) at O(B·pairs) cost once the Gram matrices exist."""
-    student, teacher = _geometry(student_emb), _geometry(teacher_emb)
-    b = student.size
-    i, j, k = sample_triplets(b, pairs, student.gram.device)
-    difference = student.cosines(i, j, k) - teacher.cosines(i, j, k).to(student.gram.dtype)
-    return huber(difference).view(b, pairs).mean(dim=1)
+    estimate of :func:`rkd_angle` (of its value and gradient); batches of three or more."""
+    angle = student_relations(student_emb, teacher_emb, pairs)[1]
+    assert angle is not None
+    return angle
 
 
 def triplet_angles(embedding: torch.Tensor) -> torch.Tensor:
@@ -238,12 +334,14 @@ class RKDLoss(DistillLoss):
         o = self.options
         ce = F.cross_entropy(student.logits, batch.y, reduction="none")
         b = s_emb.shape[0]
-        student_geometry, teacher_geometry = BatchGeometry(s_emb), BatchGeometry(t_emb)
-        if b >= 3 and o.angle_pairs is not None and (b - 1) * (b - 2) > o.angle_pairs:
-            angle = sampled_rkd_angle(student_geometry, teacher_geometry, o.angle_pairs)
+        if b < 2:  # no pairs: the relational terms are 0
+            relational = s_emb.sum(dim=1) * 0.0
         else:
-            angle = rkd_angle(s_emb, t_emb)
-        relational = o.lambda_distance * rkd_distance(student_geometry, teacher_geometry) + o.lambda_angle * angle
+            sampled = b >= 3 and o.angle_pairs is not None and (b - 1) * (b - 2) > o.angle_pairs
+            distance, angle = student_relations(s_emb, t_emb, o.angle_pairs if sampled else None)
+            if angle is None:
+                angle = rkd_angle(s_emb, t_emb)
+            relational = o.lambda_distance * distance + o.lambda_angle * angle
         if o.kd_weight > 0:
             kl = soft_kl(teacher.logits.to(student.logits.dtype), student.logits, o.tau)
             relational = relational + o.kd_weight * o.tau**2 * kl
