@@ -131,23 +131,26 @@ class GroupDRO(InstanceWeighting):
         self, batch: Batch, student: ModelOutput, per_example_loss: torch.Tensor, state: TrainState
     ) -> torch.Tensor:
         groups = batch.group.to(per_example_loss.device)
-        num_groups = self.q.numel()
-        counts = torch.bincount(groups, minlength=num_groups).to(torch.float64)
-        sums = torch.bincount(groups, weights=per_example_loss.detach().to(torch.float64), minlength=num_groups)
+        q = self.q
+        num_groups = q.numel()
+        # the batch's per-group counts and loss sums in the loss's dtype (sums of at most a batch of losses; q,
+        # which accumulates every step, stays float64)
+        counts = torch.bincount(groups, minlength=num_groups).to(per_example_loss.dtype)
+        sums = torch.bincount(groups, weights=per_example_loss.detach(), minlength=num_groups)
         processes = state.processes
         if processes.several:  # the group losses of the global batch: the same q on every process
             both = processes.sum(torch.stack([counts, sums]))
             counts, sums = both[0], both[1]
         # a group absent from the batch has sum 0, so loss 0: its q only moves by the normalisation
-        denominators = counts.clamp(min=1)
-        group_loss = sums / denominators
+        denominators = counts.clamp_(min=1)
         # q·exp(η·L) normalised, computed as a softmax of log q + η·L so that a large η cannot overflow
-        q = torch.softmax(torch.add(torch.log(self.q.to(groups.device)), group_loss, alpha=self.options.eta), dim=0)
-        self.q.copy_(q)
+        logits = torch.log(q.to(groups.device)).add_(sums.div_(denominators), alpha=self.options.eta)
+        updated = torch.softmax(logits, dim=0)
+        q.copy_(updated)
         # ×world: DDP averages the processes' gradients, so Σ over processes of (1/B_r)·Σ_i w_i·ℓ_i / world must
         # be Σ_g q_g·L_g with the global counts (absent groups are never indexed)
-        per_group = q.div_(denominators).mul_(len(groups) * processes.world)
-        return per_group[groups].to(per_example_loss.dtype)
+        per_group = updated.to(per_example_loss.dtype).div_(denominators).mul_(len(groups) * processes.world)
+        return per_group.index_select(0, groups)
 
     def epoch_stats(self, state: TrainState) -> dict[str, float]:
         return {
