@@ -78,3 +78,33 @@ def test_the_written_gradient_passes_gradcheck() -> None:
         return (w * distance).sum() + (w.flip(0) * angle).sum()
 
     assert torch.autograd.gradcheck(loss, (s,))
+
+
+def test_rkd_in_bf16_and_under_autocast_keeps_float32_geometry() -> None:
+    from fairdistill.data.core import Batch, DatasetInfo
+    from fairdistill.distill.core import LOSSES, MethodContext, TrainState
+    from fairdistill.distill.relational import RKDOptions
+    from fairdistill.models.core import ModelOutput
+
+    g = torch.Generator().manual_seed(0)
+    b = 64
+    s, t = torch.randn(b, 16, generator=g) + 3.0, torch.randn(b, 32, generator=g)
+    logits, y = torch.randn(b, 2, generator=g), torch.randint(0, 2, (b,), generator=g)
+    zeros = torch.zeros(b, dtype=torch.long)
+    batch = Batch(inputs={}, y=y, attr=zeros, group=zeros, index=torch.arange(b))
+    info = DatasetInfo("t", 2, ("a", "b"), ("u",), ("a|u", "b|u"), "table")
+    rkd = LOSSES.get("rkd").target(RKDOptions(angle_pairs=16), MethodContext(info=info, train=None))  # type: ignore[arg-type]
+
+    def loss(student: torch.Tensor, teacher: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(0)
+        return rkd(batch, ModelOutput(z, embedding=student), ModelOutput(z, embedding=teacher), TrainState())
+
+    reference = loss(s, t, logits)
+    scale = float(reference.abs().max())
+    # bf16 embeddings: only their own rounding (~0.4%) remains; a bf16 Gram matrix was off by ~30% of the loss
+    low = loss(s.bfloat16(), t.bfloat16(), logits.bfloat16())
+    assert low.dtype == torch.float32
+    assert float((low - reference).abs().max()) < 0.01 * scale
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 inputs under autocast: the same numbers
+        autocast = loss(s, t, logits)
+    assert float((autocast.float() - reference).abs().max()) < 1e-4 * scale

@@ -330,18 +330,23 @@ class RKDLoss(DistillLoss):
     def terms(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None, state: TrainState) -> LossTerms:
         teacher = require_teacher("rkd", teacher)
         s_emb = require_embedding("rkd", student, "student")
-        t_emb = require_embedding("rkd", teacher, "teacher").to(s_emb.dtype)
         o = self.options
         ce = F.cross_entropy(student.logits, batch.y, reduction="none")
         b = s_emb.shape[0]
-        if b < 2:  # no pairs: the relational terms are 0
-            relational = s_emb.sum(dim=1) * 0.0
-        else:
-            sampled = b >= 3 and o.angle_pairs is not None and (b - 1) * (b - 2) > o.angle_pairs
-            distance, angle = student_relations(s_emb, t_emb, o.angle_pairs if sampled else None)
-            if angle is None:
-                angle = rkd_angle(s_emb, t_emb)
-            relational = o.lambda_distance * distance + o.lambda_angle * angle
+        # Geometry in at least float32 and outside autocast: distances from a bf16 Gram matrix (8-bit mantissa,
+        # and the 64-ulp rounding test) are off by tens of percent on the differences the terms compare.
+        work = torch.promote_types(s_emb.dtype, torch.float32)
+        with torch.autocast(device_type=s_emb.device.type, enabled=False):
+            s_work = s_emb.to(work)
+            t_work = require_embedding("rkd", teacher, "teacher").to(work)
+            if b < 2:  # no pairs: the relational terms are 0
+                relational = s_work.sum(dim=1) * 0.0
+            else:
+                sampled = b >= 3 and o.angle_pairs is not None and (b - 1) * (b - 2) > o.angle_pairs
+                distance, angle = student_relations(s_work, t_work, o.angle_pairs if sampled else None)
+                if angle is None:
+                    angle = rkd_angle(s_work, t_work)
+                relational = o.lambda_distance * distance + o.lambda_angle * angle
         if o.kd_weight > 0:
             kl = soft_kl(teacher.logits.to(student.logits.dtype), student.logits, o.tau)
             relational = relational + o.kd_weight * o.tau**2 * kl
