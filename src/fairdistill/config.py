@@ -268,6 +268,10 @@ class PostprocessConfig(Options):
     objective: ThresholdObjective = "accuracy_score"
     #: Points of fairlearn's grid over [0, 1] on which the thresholds are searched.
     grid_size: PositiveInt = 1000
+    #: A relaxed criterion: the largest violation allowed on val (e.g. 0.04 for an EO difference of at most
+    #: 0.04). The row then answers with the optimizer's label with the smallest probability that brings the
+    #: expected val violation within it, and with the model's own label otherwise. None: the optimizer alone.
+    tolerance: float | None = Field(default=None, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _objective_fits_the_criterion(self) -> PostprocessConfig:

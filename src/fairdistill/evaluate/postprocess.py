@@ -12,6 +12,13 @@ predicts. Calibration is not meaningful for such rows (a one-hot "probability" i
 ``ece`` and ``group_ece`` are ``null`` with the reason recorded. fairlearn's probabilities of predicting each
 class (``_pmf_predict``) are kept in the predictions files as ``pmf_<c>`` columns.
 
+**A stated tolerance** (``tolerance: 0.04``): ThresholdOptimizer meets its criterion exactly, which costs
+accuracy. With a tolerance the row is the randomised mixture that answers, per example, with the optimizer's
+label with probability p and with the model's own label otherwise, p the smallest share whose *expected*
+violation of the criterion on val is within the tolerance (every per-group rate of the mixture is linear in p,
+so its violation, a largest gap between attribute values, is convex in p and the smallest such p is found by
+bisection; p = 1 when the optimizer alone exceeds the tolerance). The draws use the run's seed.
+
 Two classes only: ThresholdOptimizer thresholds one score; a multiclass run is refused before anything trains.
 """
 
@@ -95,27 +102,95 @@ def threshold_optimizer(settings: PostprocessConfig) -> ThresholdOptimizer:
     )
 
 
+#: The expected per-group rates each criterion equalises: P(ŷ = 1 | a) or P(ŷ = 1 | y, a) for the labels y listed.
+CRITERION_RATES: dict[str, tuple[int, ...] | None] = {
+    "demographic_parity": None,
+    "selection_rate_parity": None,
+    "equalized_odds": (0, 1),
+    "true_positive_rate_parity": (1,),
+    "false_negative_rate_parity": (1,),
+    "false_positive_rate_parity": (0,),
+    "true_negative_rate_parity": (0,),
+}
+
+#: Bisection steps for the mixing share: 2⁻⁴⁰ of the unit interval.
+SHARE_STEPS = 40
+
+
+def violation(y: np.ndarray, positive: np.ndarray, attr: np.ndarray, criterion: str) -> float:
+    """The criterion's expected violation: the largest gap between attribute values in the expected rate of
+    predicting 1 (``positive``: each example's probability of label 1), over the rates the criterion equalises;
+    0 when fewer than two attribute values have examples."""
+    labels = CRITERION_RATES[criterion]
+    cells = [np.ones(len(y), dtype=bool)] if labels is None else [y == label for label in labels]
+    gaps = [0.0]
+    for cell in cells:
+        rates = [positive[cell & (attr == a)].mean() for a in np.unique(attr) if (cell & (attr == a)).any()]
+        if len(rates) >= 2:
+            gaps.append(float(max(rates) - min(rates)))
+    return max(gaps)
+
+
+def mixing_share(
+    y: np.ndarray,
+    model_positive: np.ndarray,
+    optimizer_positive: np.ndarray,
+    attr: np.ndarray,
+    criterion: str,
+    tolerance: float,
+) -> float:
+    """The smallest p in [0, 1] whose mixture (1 − p)·model + p·optimizer violates ``criterion`` by at most
+    ``tolerance`` in expectation (1 when even p = 1 does not)."""
+
+    def mixed(p: float) -> float:
+        return violation(y, (1.0 - p) * model_positive + p * optimizer_positive, attr, criterion)
+
+    if mixed(0.0) <= tolerance:
+        return 0.0
+    if mixed(1.0) > tolerance:
+        return 1.0
+    low, high = 0.0, 1.0  # convex violation: above the tolerance on [0, p*), within it on [p*, 1]
+    for _ in range(SHARE_STEPS):
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if mixed(middle) <= tolerance else (middle, high)
+    return high
+
+
 def postprocess(val: Predictions, test: Predictions, settings: PostprocessConfig, seed: int) -> Postprocessed:
     """Fit the ThresholdOptimizer on ``val`` (a model's predictions: class-1 probability, label, attribute) and
     predict val and test with ``random_state=seed`` (the run's seed; not in ``settings``, which metrics.json
-    averages over seeds)."""
+    averages over seeds); with ``settings.tolerance``, mixed with the model's own labels (module docstring)."""
     if val.probs.shape[1] != 2:
         raise ConfigError(f"postprocess: the ThresholdOptimizer needs two classes, got {val.probs.shape[1]}")
     optimizer = threshold_optimizer(settings)
     optimizer.fit(_scores(val), val.y, sensitive_features=val.attr)
-    predictions, pmf = {}, {}
-    for split, source in (("val", val), ("test", test)):
+    sources = {"val": val, "test": test}
+    predictions, pmf, labels = {}, {}, {}
+    for split, source in sources.items():
         scores = _scores(source)
-        labels = np.asarray(optimizer.predict(scores, sensitive_features=source.attr, random_state=seed), dtype=int)
-        predictions[split] = hard_predictions(source, labels)
+        drawn = optimizer.predict(scores, sensitive_features=source.attr, random_state=seed)
+        labels[split] = np.asarray(drawn, dtype=int)
         pmf[split] = np.asarray(optimizer._pmf_predict(scores, sensitive_features=source.attr), dtype=np.float64)
-    described = {
+    described: dict[str, Any] = {
         "kind": "threshold-optimizer",
         "constraints": settings.threshold,
         "objective": settings.objective,
         "grid_size": settings.grid_size,
         "fitted_on": "val",
     }
+    if settings.tolerance is not None:
+        own = {split: source.probs.argmax(1).astype(int) for split, source in sources.items()}
+        share = mixing_share(
+            val.y, own["val"].astype(np.float64), pmf["val"][:, 1], val.attr, settings.threshold, settings.tolerance
+        )
+        for index, split in enumerate(sources):
+            keep_optimizer = np.random.default_rng([seed, index]).random(len(own[split])) < share
+            labels[split] = np.where(keep_optimizer, labels[split], own[split])
+            pmf[split] = share * pmf[split] + (1.0 - share) * np.eye(2)[own[split]]
+        mixed_val = violation(val.y, pmf["val"][:, 1], val.attr, settings.threshold)
+        described.update({"tolerance": settings.tolerance, "share": share, "val_violation": mixed_val})
+    for split, source in sources.items():
+        predictions[split] = hard_predictions(source, labels[split])
     return Postprocessed(predictions, pmf, described)
 
 
