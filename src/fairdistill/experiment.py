@@ -549,7 +549,9 @@ def _extra_rows(
                 row = ExtraRecord(
                     threshold_name(record.name),
                     "postprocessed",
-                    f"{record.method} + threshold({settings.threshold})",
+                    f"{record.method} + threshold({settings.threshold}"
+                    + ("" if settings.tolerance is None else f", tolerance {settings.tolerance:g}")
+                    + ")",
                     entry,
                 )
                 _write_hard_rows(row, done.predictions, done.pmf, predictions_folder, splits)

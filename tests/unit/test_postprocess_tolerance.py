@@ -75,3 +75,18 @@ def test_a_tolerance_mixes_the_optimizer_with_the_model_and_meets_it_on_val() ->
     differ = plain.predictions["test"].probs.argmax(1) != test.probs.argmax(1)
     taken = float(from_optimizer[differ].mean())  # where they differ, the optimizer's label with probability p
     assert abs(taken - share) < 4 * np.sqrt(share * (1 - share) / differ.sum())
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5, "0.04", True])
+def test_a_tolerance_outside_0_1_is_refused_naming_the_field(bad) -> None:
+    from fairdistill.config import parse_config
+    from fairdistill.errors import ConfigError
+
+    config = {
+        "name": "x",
+        "data": {"name": "adult"},
+        "methods": [{"name": "kd", "loss": {"kind": "kd"}}],
+        "postprocess": {"threshold": "equalized_odds", "tolerance": bad},
+    }
+    with pytest.raises(ConfigError, match=r"postprocess\.tolerance"):
+        parse_config(config)
