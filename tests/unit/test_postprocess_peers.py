@@ -1,6 +1,6 @@
 """Post-processing with fairlearn's ThresholdOptimizer and the ExponentiatedGradient peers: the rows equal fairlearn
 called directly, the config is validated, and data the peers cannot read (text, images read from files, more
-than two classes) is refused.
+than two classes) is refused; with a tolerance, the mixture of the optimizer and the model against hand computations.
 
 The end-to-end run (a tiny Adult run, its metrics against fairlearn called directly, resume) is in
 tests/integration/test_postprocess_peers_run.py.
@@ -21,7 +21,14 @@ from fairdistill.config import PostprocessConfig, ThresholdConstraint, Threshold
 from fairdistill.data.core import DatasetInfo, SplitDataset, Splits, label_attr_groups
 from fairdistill.errors import ConfigError
 from fairdistill.evaluate.peers import check_peer_data, fit_peer, plan_peers
-from fairdistill.evaluate.postprocess import NO_CONFIDENCE, check_binary, postprocess, without_calibration
+from fairdistill.evaluate.postprocess import (
+    NO_CONFIDENCE,
+    check_binary,
+    mixing_share,
+    postprocess,
+    violation,
+    without_calibration,
+)
 from fairdistill.evaluate.predict import Predictions
 from fairdistill.plan import make_plan
 
@@ -531,3 +538,76 @@ def test_sweep_tradeoff_plot_has_the_eo_panel_and_role_markers(monkeypatch) -> N
     (front,) = [line for line in mad.get_lines() if line.get_label().startswith("Pareto front")]
     # on MAD the peer (0.10, 0.85) is dominated by kd+threshold (0.05, 0.88)
     assert sorted(front.get_xdata().tolist()) == [0.05, 0.20]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# postprocess.tolerance: the optimizer mixed with the model
+
+
+def test_violation_is_the_largest_gap_of_the_criterions_rates() -> None:
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    attr = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    positive = np.array([1.0, 0.5, 0.0, 0.5, 0.5, 0.0, 0.0, 0.0])
+    # TPR: 0.75 (a = 0) vs 0.25 (a = 1); FPR: 0.25 vs 0; selection rate: 0.5 vs 0.125
+    assert violation(y, positive, attr, "true_positive_rate_parity") == pytest.approx(0.5)
+    assert violation(y, positive, attr, "false_positive_rate_parity") == pytest.approx(0.25)
+    assert violation(y, positive, attr, "equalized_odds") == pytest.approx(0.5)
+    assert violation(y, positive, attr, "demographic_parity") == pytest.approx(0.375)
+    assert violation(y, positive, np.zeros(8, dtype=int), "equalized_odds") == 0.0  # one attribute value
+
+
+def test_mixing_share_is_the_smallest_within_the_tolerance() -> None:
+    y = np.array([1, 1, 0, 0])
+    attr = np.array([0, 1, 0, 1])
+    model = np.array([1.0, 0.0, 0.0, 0.0])  # TPR gap 1, FPR gap 0
+    optimizer = np.array([0.5, 0.5, 0.0, 0.0])  # no gap
+    # the mixture's TPR gap is 1 − p: within 0.3 from p = 0.7
+    assert mixing_share(y, model, optimizer, attr, "equalized_odds", 0.3) == pytest.approx(0.7, abs=1e-9)
+    assert mixing_share(y, model, optimizer, attr, "equalized_odds", 1.0) == 0.0  # the model already is within
+    worse = np.array([0.2, 0.9, 0.0, 0.0])  # the optimizer's own gap (0.7) exceeds the tolerance: p = 1
+    assert mixing_share(y, model, worse, attr, "equalized_odds", 0.3) == 1.0
+
+
+def test_a_tolerance_mixes_the_optimizer_with_the_model_and_meets_it_on_val() -> None:
+    val, test = synthetic(800, 0), synthetic(700, 1)
+    plain = postprocess(val, test, PostprocessConfig(threshold="equalized_odds"), seed=3)
+    own_violation = violation(val.y, val.probs.argmax(1).astype(float), val.attr, "equalized_odds")
+    assert own_violation > 0.1  # the scorer is biased: there is something to fix
+
+    loose = postprocess(val, test, PostprocessConfig(threshold="equalized_odds", tolerance=0.99), seed=3)
+    assert loose.settings["share"] == 0.0
+    for split, source in (("val", val), ("test", test)):
+        np.testing.assert_array_equal(loose.predictions[split].probs.argmax(1), source.probs.argmax(1))
+
+    strict = postprocess(val, test, PostprocessConfig(threshold="equalized_odds", tolerance=1e-9), seed=3)
+    assert strict.settings["share"] == pytest.approx(1.0, abs=1e-6)  # the optimizer meets it exactly in expectation
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(strict.predictions[split].probs, plain.predictions[split].probs)
+        np.testing.assert_allclose(strict.pmf[split], plain.pmf[split], atol=1e-6)
+
+    tolerance = own_violation / 2
+    middle = postprocess(val, test, PostprocessConfig(threshold="equalized_odds", tolerance=tolerance), seed=3)
+    share = middle.settings["share"]
+    assert 0.0 < share < 1.0
+    assert middle.settings["val_violation"] == pytest.approx(tolerance, abs=1e-6)  # the smallest share: at the bound
+    own = np.eye(2)[test.probs.argmax(1)]
+    np.testing.assert_allclose(middle.pmf["test"], share * plain.pmf["test"] + (1 - share) * own)
+    labels = middle.predictions["test"].probs.argmax(1)
+    from_optimizer = labels == plain.predictions["test"].probs.argmax(1)
+    from_model = labels == test.probs.argmax(1)
+    assert bool((from_optimizer | from_model).all())  # every label is one of the two
+    differ = plain.predictions["test"].probs.argmax(1) != test.probs.argmax(1)
+    taken = float(from_optimizer[differ].mean())  # where they differ, the optimizer's label with probability p
+    assert abs(taken - share) < 4 * np.sqrt(share * (1 - share) / differ.sum())
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5, "0.04", True])
+def test_a_tolerance_outside_0_1_is_refused_naming_the_field(bad) -> None:
+    config = {
+        "name": "x",
+        "data": {"name": "adult"},
+        "methods": [{"name": "kd", "loss": {"kind": "kd"}}],
+        "postprocess": {"threshold": "equalized_odds", "tolerance": bad},
+    }
+    with pytest.raises(ConfigError, match=r"postprocess\.tolerance"):
+        parse_config(config)
