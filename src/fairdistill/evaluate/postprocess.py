@@ -117,18 +117,27 @@ CRITERION_RATES: dict[str, tuple[int, ...] | None] = {
 SHARE_STEPS = 40
 
 
-def violation(y: np.ndarray, positive: np.ndarray, attr: np.ndarray, criterion: str) -> float:
-    """The criterion's expected violation: the largest gap between attribute values in the expected rate of
-    predicting 1 (``positive``: each example's probability of label 1), over the rates the criterion equalises;
-    0 when fewer than two attribute values have examples."""
+def criterion_rates(y: np.ndarray, positive: np.ndarray, attr: np.ndarray, criterion: str) -> list[np.ndarray]:
+    """Per rate the criterion equalises, the expected rate of predicting 1 of each attribute value that has
+    examples (``positive``: each example's probability of label 1)."""
     labels = CRITERION_RATES[criterion]
     cells = [np.ones(len(y), dtype=bool)] if labels is None else [y == label for label in labels]
-    gaps = [0.0]
+    rates = []
     for cell in cells:
-        rates = [positive[cell & (attr == a)].mean() for a in np.unique(attr) if (cell & (attr == a)).any()]
-        if len(rates) >= 2:
-            gaps.append(float(max(rates) - min(rates)))
-    return max(gaps)
+        members = [cell & (attr == a) for a in np.unique(attr)]
+        rates.append(np.array([positive[m].mean() for m in members if m.any()]))
+    return rates
+
+
+def largest_gap(rates: list[np.ndarray]) -> float:
+    """The largest gap between attribute values over the rates; 0 when fewer than two values have examples."""
+    return max([0.0] + [float(r.max() - r.min()) for r in rates if len(r) >= 2])
+
+
+def violation(y: np.ndarray, positive: np.ndarray, attr: np.ndarray, criterion: str) -> float:
+    """The criterion's expected violation: the largest gap between attribute values in the expected rate of
+    predicting 1, over the rates the criterion equalises (:func:`criterion_rates`)."""
+    return largest_gap(criterion_rates(y, positive, attr, criterion))
 
 
 def mixing_share(
@@ -140,10 +149,13 @@ def mixing_share(
     tolerance: float,
 ) -> float:
     """The smallest p in [0, 1] whose mixture (1 − p)·model + p·optimizer violates ``criterion`` by at most
-    ``tolerance`` in expectation (1 when even p = 1 does not)."""
+    ``tolerance`` in expectation (1 when even p = 1 does not). The mixture's rates are the same mixture of the
+    two models' rates, so these are computed once."""
+    model = criterion_rates(y, model_positive, attr, criterion)
+    optimizer = criterion_rates(y, optimizer_positive, attr, criterion)
 
     def mixed(p: float) -> float:
-        return violation(y, (1.0 - p) * model_positive + p * optimizer_positive, attr, criterion)
+        return largest_gap([(1.0 - p) * m + p * o for m, o in zip(model, optimizer, strict=True)])
 
     if mixed(0.0) <= tolerance:
         return 0.0
