@@ -298,7 +298,11 @@ class PeerConfig(Options):
     estimator: Literal["logistic", "mlp", "distilled"] = "logistic"
     #: The row's name (default ``expgrad-eo-logistic`` and the like).
     name: str | None = None
-    #: fairlearn's allowed constraint violation and its number of iterations.
+    #: The constraint's bound: the largest allowed |E[h | a, y] − E[h | y]| (equalized odds) or |E[h | a] − E[h]|
+    #: (demographic parity) on train, fairlearn's ``difference_bound``; None: fairlearn's default, 0.01.
+    difference_bound: float | None = Field(default=None, gt=0.0, le=1.0)
+    #: fairlearn's ``eps``: sets the L1 bound B = 1/eps of the Lagrange multipliers (since fairlearn 0.5 it no longer
+    #: relaxes the constraint: that is ``difference_bound``), and the number of iterations.
     eps: PositiveFloat = 0.01
     max_iter: PositiveInt = 50
     #: mlp only: hidden layer sizes (default: the student's); mlp and distilled: epochs (default: the student's).

@@ -96,6 +96,7 @@ class PeerPlan:
             "kind": self.config.kind,
             "constraint": self.config.constraint,
             "estimator": self.config.estimator,
+            "difference_bound": self.config.difference_bound,
             "eps": self.config.eps,
             "max_iter": self.config.max_iter,
             "fitted_on": "train",
@@ -220,7 +221,7 @@ def exponentiated_gradient(
     """fairlearn's ExponentiatedGradient with the peer's constraint around its base estimator."""
     return ExponentiatedGradient(
         base_estimator(plan, seed, teacher_logits, info),
-        constraints=MOMENTS[plan.config.constraint](),
+        constraints=MOMENTS[plan.config.constraint](difference_bound=plan.config.difference_bound),
         eps=plan.config.eps,
         max_iter=plan.config.max_iter,
     )

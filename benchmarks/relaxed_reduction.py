@@ -1,0 +1,150 @@
+"""ExponentiatedGradient-EO with a relaxed bound, around the distilled student and a logistic regression → JSON.
+
+    .venv/bin/python benchmarks/relaxed_reduction.py [--seeds 0 1 ... 9] [--bounds 0.02 0.03]
+                                                     [--out benchmarks/results/relaxed_reduction.json]
+
+fairlearn's reductions meet ``EqualizedOdds(difference_bound=d)``: on the train split every attribute value's
+E[h | a, y] stays within d of the pooled E[h | y] (d = 0.01 by default; ``eps`` does not relax it). Issue 13's
+goal region (accuracy ≥ 0.845, MAD ≤ 0.03, EO ≤ 0.05) allows larger gaps than the default bound buys, so a
+reduction relaxed toward it may keep more accuracy. On Adult-sex men are ~85% of the train rows with income > 50K
+and ~61% of the others, so a bound d allows a true-positive-rate gap of about d / 0.85 and a false-positive-rate
+gap of about d / 0.61 between men and women: d = 0.02 allows 0.024 and 0.033 (MAD ≤ 0.028, EO ≤ 0.033 on train),
+d = 0.03 allows 0.035 and 0.049 (EO within the goal, MAD up to 0.042). Both bounds were fixed before any run.
+
+Per seed one fairdistill run on Adult (protected sex) with the fairness_peers teacher and student (mlp [256, 256]
+→ mlp [16], ``select: last``), the best deterministic student of constraint_sweep.py (kd τ 4 + fair-constraint,
+equal opportunity, step 10), and ExponentiatedGradient-EO fitted on the run's train split around
+``LogisticRegression`` (the reference peer, default bound) and, for each d, around the distilled student
+(``estimator: distilled``, kd α 0.5, τ 2) and around the logistic regression. Each row scored on test by one draw,
+by its expected rates over the randomisation and by its argmax (distilled_reduction.py's scorings); per scoring,
+mean with its 95% t interval over the seeds, the seeds inside the goal region, and each row's per-seed
+difference from the reference peer. The JSON is rewritten after every seed. Not part of the test suite; about
+three minutes a seed on 2 idle cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from constraint_sweep import paired_difference
+from distilled_reduction import SCORINGS, scored_rows
+from fairdistill.config import parse_config
+from fairdistill.experiment import run
+from fairness_peers import ADULT_MODELS, DATASETS, GOAL, REFERENCE_PEER, dominates, in_goal, within_goal
+from seed_stats import summarise, t_interval
+
+EO = {"kind": "expgrad", "constraint": "equalized-odds"}
+DISTILLED = {**EO, "estimator": "distilled", "alpha": 0.5, "tau": 2.0}
+STUDENT = {
+    "name": "tau4-eopp10",
+    "loss": {"kind": "kd", "tau": 4.0, "alpha": 0.9},
+    "weighting": {"kind": "fair-constraint", "constraint": "equal-opportunity", "step": 10.0},
+}
+
+
+def peers_for(bounds: list[float]) -> list[dict[str, Any]]:
+    """The reference peer, the distilled reduction at fairlearn's bound, and both estimators at each bound."""
+    peers: list[dict[str, Any]] = [{**EO, "estimator": "logistic"}, DISTILLED]
+    for bound in bounds:
+        peers.append({**DISTILLED, "difference_bound": bound, "name": f"expgrad-eo-distilled-d{bound:g}"})
+        logistic = {**EO, "estimator": "logistic", "difference_bound": bound}
+        peers.append({**logistic, "name": f"expgrad-eo-logistic-d{bound:g}"})
+    return peers
+
+
+def config_for(seed: int, output: str, bounds: list[float]) -> Any:
+    return parse_config(
+        {
+            "name": "relaxed-reduction",
+            "seed": seed,
+            "data": DATASETS["adult-sex"]["data"],
+            **ADULT_MODELS,
+            "methods": [STUDENT],
+            "peers": peers_for(bounds),
+            "select": "last",
+            "output": output,
+        }
+    )
+
+
+def document(values: dict[str, dict[str, dict[str, list[float]]]], roles: dict[str, str]) -> dict[str, Any]:
+    """Per model and scoring: each metric's summary and t interval, and the seeds in the goal region; per scoring,
+    the rows dominating the reference in the mean, those inside the region, and the paired differences."""
+    models: dict[str, Any] = {}
+    for model, by_scoring in values.items():
+        models[model] = {"role": roles[model]}
+        for scoring, by_key in by_scoring.items():
+            row: dict[str, Any] = {k: {**summarise(v), "ci95": t_interval(v)} for k, v in by_key.items()}
+            row["seeds_in_goal"] = sum(map(within_goal, *(by_key[k] for k in GOAL)))
+            models[model][scoring] = row
+    result: dict[str, Any] = {"models": models}
+    for scoring in SCORINGS:
+        reference = models[REFERENCE_PEER][scoring]
+        result[f"dominates_{REFERENCE_PEER}_{scoring}"] = [
+            m for m, row in models.items() if m != REFERENCE_PEER and dominates(row[scoring], reference)
+        ]
+        result[f"in_goal_region_{scoring}"] = [m for m, row in models.items() if in_goal(row[scoring])]
+        result[f"minus_{REFERENCE_PEER}_{scoring}"] = {
+            m: {k: paired_difference(values[m][scoring][k], values[REFERENCE_PEER][scoring][k]) for k in GOAL}
+            for m in values
+            if m != REFERENCE_PEER
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--bounds", type=float, nargs="+", default=[0.02, 0.03])
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "relaxed_reduction.json"
+    )
+    args = parser.parse_args()
+    values: dict[str, dict[str, dict[str, list[float]]]] = {}
+    roles: dict[str, str] = {}
+    seconds: list[float] = []
+    for done, seed in enumerate(args.seeds, start=1):
+        with tempfile.TemporaryDirectory() as output:
+            started = time.perf_counter()
+            result = run(config_for(seed, output, args.bounds))
+            seconds.append(time.perf_counter() - started)
+            for model, row in scored_rows(result.run_dir, result.metrics).items():
+                roles[model] = row["role"]
+                for scoring in SCORINGS:
+                    for key, value in row[scoring].items():
+                        values.setdefault(model, {}).setdefault(scoring, {}).setdefault(key, []).append(value)
+        print(f"seed {seed}: {seconds[-1]:.0f} s", flush=True)
+        written = {
+            "dataset": "adult, protected sex",
+            "seeds": args.seeds[:done],
+            "bounds": args.bounds,
+            "split": "test",
+            "std": "sample standard deviation over seeds",
+            "select": "last",
+            "student": STUDENT,
+            "peers": peers_for(args.bounds),
+            "goal_region": GOAL,
+            "machine": {"processor": platform.processor() or platform.machine(), "torch": torch.__version__},
+            "run_seconds": summarise(seconds),
+            **document(values, roles),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(written, indent=2) + "\n")
+    for scoring in SCORINGS:
+        print(f"\n{scoring}: {'model':<30}" + "".join(f"{k:>26}" for k in GOAL) + "   in goal")
+        for model, row in written["models"].items():
+            cells = "".join(f"{row[scoring][k]['mean']:>18.4f} ±{row[scoring][k]['std']:.4f}" for k in GOAL)
+            print(f"  {model:<30}{cells}   {row[scoring]['seeds_in_goal']}/{len(args.seeds)}")
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
