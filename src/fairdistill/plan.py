@@ -122,7 +122,25 @@ class Plan:
                 f"  - {m.name}: {m.config.recipe} — loss options {opts or '{}'}; {m.train.epochs} epochs, "
                 f"lr {m.train.lr}{_schedule_text(m.train)}, batch {m.train.batch_size}"
             )
+        lines += self._extra_rows_text()
         return "\n".join(lines)
+
+    def _extra_rows_text(self) -> list[str]:
+        """The dry run's lines for the post-processed rows and the peers, when the config asks for them."""
+        from fairdistill.evaluate.peers import plan_peers  # fairlearn and scikit-learn, only when there are peers
+
+        lines, settings = [], self.config.postprocess
+        if settings is not None:
+            tolerance = "" if settings.tolerance is None else f", tolerance {settings.tolerance:g}"
+            lines.append(
+                f"postprocess: fairlearn ThresholdOptimizer({settings.threshold}, {settings.objective}{tolerance}) "
+                "fitted on val, one <model>+threshold row per model"
+            )
+        if self.config.peers:
+            lines.append("peers (fairlearn ExponentiatedGradient, fitted on train; default bound 0.01):")
+            for peer in plan_peers(self.config, self.modality, self.student.spec, self.config.student.train):
+                lines.append(f"  - {peer.name}: {peer.method}")
+        return lines
 
 
 def teacher_online(mode: str, random_views: bool, augment: str = "random views") -> tuple[bool, str]:

@@ -332,6 +332,26 @@ def test_difference_bound_is_the_moments_bound_and_relaxes_the_reduction() -> No
     assert deviation["default"] <= 0.01 + 0.005 < deviation["loose"] <= 0.15 + 0.005
 
 
+def test_the_plan_lists_the_post_processing_and_each_peer_with_its_bound() -> None:
+    peers = [
+        {"kind": "expgrad", "constraint": "equalized-odds"},
+        {"kind": "expgrad", "constraint": "equalized-odds", "estimator": "distilled", "difference_bound": 0.02},
+    ]
+    postprocess = {"threshold": "equalized_odds", "tolerance": 0.05}
+    text = make_plan(parse_config({**BASE, "postprocess": postprocess, "peers": peers})).describe().splitlines()
+    assert (
+        "postprocess: fairlearn ThresholdOptimizer(equalized_odds, accuracy_score, tolerance 0.05) fitted on val, "
+        "one <model>+threshold row per model"
+    ) in text
+    assert text[-2:] == [
+        "  - expgrad-eo-logistic: expgrad(equalized-odds, logistic)",
+        "  - expgrad-eo-distilled: expgrad(equalized-odds bound=0.02, kd alpha=0.5 tau=2)",
+    ]
+    assert not any(
+        line.startswith(("postprocess", "peers")) for line in make_plan(parse_config(BASE)).describe().splitlines()
+    )
+
+
 @pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
 def test_a_difference_bound_outside_0_1_is_refused_naming_the_field(bad: float) -> None:
     peer = {"kind": "expgrad", "constraint": "equalized-odds", "difference_bound": bad}

@@ -85,10 +85,12 @@ class PeerPlan:
     def method(self) -> str:
         """The recipe shown in the tables: ``expgrad(equalized-odds, logistic)``, ``expgrad(equalized-odds, kd
         α=0.5 τ=2)`` around the distilled student."""
+        bound = self.config.difference_bound
+        constraint = self.config.constraint + ("" if bound is None else f" bound={bound:g}")
         if self.distilled:
-            return f"{self.config.kind}({self.config.constraint}, kd alpha={self.alpha:g} tau={self.tau:g})"
+            return f"{self.config.kind}({constraint}, kd alpha={self.alpha:g} tau={self.tau:g})"
         size = "" if self.hidden is None else f" {'x'.join(map(str, self.hidden))}"
-        return f"{self.config.kind}({self.config.constraint}, {self.config.estimator}{size})"
+        return f"{self.config.kind}({constraint}, {self.config.estimator}{size})"
 
     def describe(self) -> dict[str, Any]:
         """The peer's settings as metrics.json records them."""
