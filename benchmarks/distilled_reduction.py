@@ -136,6 +136,21 @@ def scored_rows(run_dir: Path, metrics: dict[str, Any]) -> dict[str, dict[str, A
     return rows
 
 
+def add_scores(
+    run_dir: Path,
+    metrics: dict[str, Any],
+    values: dict[str, dict[str, dict[str, list[float]]]],
+    roles: dict[str, str],
+) -> None:
+    """Append one run's :func:`scored_rows` to ``values`` (model → scoring → metric → per-seed values) and record
+    each model's role in ``roles``."""
+    for model, row in scored_rows(run_dir, metrics).items():
+        roles[model] = row["role"]
+        for scoring in SCORINGS:
+            for key, value in row[scoring].items():
+                values.setdefault(model, {}).setdefault(scoring, {}).setdefault(key, []).append(value)
+
+
 def dataset_document(dataset: str, seeds: list[int]) -> dict[str, Any]:
     values: dict[str, dict[str, dict[str, list[float]]]] = {}
     roles: dict[str, str] = {}
@@ -145,11 +160,7 @@ def dataset_document(dataset: str, seeds: list[int]) -> dict[str, Any]:
             started = time.perf_counter()
             result = run(config_for(dataset, seed, output))
             seconds.append(time.perf_counter() - started)
-            for model, row in scored_rows(result.run_dir, result.metrics).items():
-                roles[model] = row["role"]
-                for scoring in SCORINGS:
-                    for key, value in row[scoring].items():
-                        values.setdefault(model, {}).setdefault(scoring, {}).setdefault(key, []).append(value)
+            add_scores(result.run_dir, result.metrics, values, roles)
         print(f"{dataset} seed {seed}: {seconds[-1]:.0f} s", flush=True)
     models = {
         m: {"role": roles[m], **{s: {k: summarise(v) for k, v in by.items()} for s, by in by_scoring.items()}}

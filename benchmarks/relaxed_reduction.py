@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from constraint_sweep import paired_difference
-from distilled_reduction import SCORINGS, scored_rows
+from distilled_reduction import SCORINGS, add_scores
 from fairdistill.config import parse_config
 from fairdistill.experiment import run
 from fairness_peers import ADULT_MODELS, DATASETS, GOAL, REFERENCE_PEER, dominates, in_goal, within_goal
@@ -118,11 +118,7 @@ def main() -> None:
             started = time.perf_counter()
             result = run(config_for(seed, output, args.bounds, args.dataset))
             seconds.append(time.perf_counter() - started)
-            for model, row in scored_rows(result.run_dir, result.metrics).items():
-                roles[model] = row["role"]
-                for scoring in SCORINGS:
-                    for key, value in row[scoring].items():
-                        values.setdefault(model, {}).setdefault(scoring, {}).setdefault(key, []).append(value)
+            add_scores(result.run_dir, result.metrics, values, roles)
         print(f"seed {seed}: {seconds[-1]:.0f} s", flush=True)
         written = {
             "dataset": args.dataset,
