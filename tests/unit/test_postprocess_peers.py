@@ -307,28 +307,36 @@ def test_logistic_peer_is_exponentiated_gradient_called_directly(constraint: str
     assert fitted.mixture == int((direct.weights_ > 0).sum())
 
 
-def test_difference_bound_is_the_moments_bound_and_relaxes_the_reduction() -> None:
+@pytest.mark.parametrize(
+    "constraint, moment", [("equalized-odds", EqualizedOdds), ("demographic-parity", DemographicParity)]
+)
+def test_difference_bound_is_the_moments_bound_and_relaxes_the_reduction(constraint: str, moment: type) -> None:
     splits = toy_splits()
     peers = [
-        {"kind": "expgrad", "constraint": "equalized-odds", "difference_bound": 0.15, "name": "loose"},
-        {"kind": "expgrad", "constraint": "equalized-odds", "name": "default"},
+        {"kind": "expgrad", "constraint": constraint, "difference_bound": 0.15, "name": "loose"},
+        {"kind": "expgrad", "constraint": constraint, "name": "default"},
     ]
     loose, default = plan_peers(parse_config({**BASE, "peers": peers}), "tabular", {"name": "mlp"}, TrainConfig())
     assert loose.describe()["difference_bound"] == 0.15 and default.describe()["difference_bound"] is None
     fitted = {peer.name: fit_peer(peer, splits, seed=3) for peer in (loose, default)}
     x = {name: s.encodings["x"].numpy().astype(np.float64) for name, s in splits.items()}
     y, attr = splits.train.y.numpy(), splits.train.attr.numpy()
+    # the moment's conditioning events: (label, attribute) cells against their label for equalized odds, the
+    # attribute values against everyone for demographic parity
+    if constraint == "equalized-odds":
+        events = [((y == label) & (attr == a), y == label) for label in (0, 1) for a in (0, 1)]
+    else:
+        events = [(attr == a, np.ones_like(y, dtype=bool)) for a in (0, 1)]
     deviation = {}
     for name, bound in (("loose", 0.15), ("default", None)):
         direct = ExponentiatedGradient(
-            LogisticRegression(max_iter=1000, random_state=3), constraints=EqualizedOdds(difference_bound=bound)
+            LogisticRegression(max_iter=1000, random_state=3), constraints=moment(difference_bound=bound)
         )
         direct.fit(x["train"], y, sensitive_features=attr)
         np.testing.assert_allclose(fitted[name].pmf["test"], direct._pmf_predict(x["test"]))
-        # the largest |E[h | a, y] − E[h | y]| of the mixture on train, which the bound caps
+        # the largest deviation of the mixture's rate on train from the pooled one, which the bound caps
         h = direct._pmf_predict(x["train"])[:, 1]
-        cells = [(y == label) & (attr == a) for label in (0, 1) for a in (0, 1)]
-        deviation[name] = max(abs(h[cell].mean() - h[y == y[cell][0]].mean()) for cell in cells)
+        deviation[name] = max(abs(h[cell].mean() - h[pooled].mean()) for cell, pooled in events)
     assert deviation["default"] <= 0.01 + 0.005 < deviation["loose"] <= 0.15 + 0.005
 
 
