@@ -74,15 +74,19 @@ def peers_for(dataset: str) -> list[dict[str, Any]]:
     return peers
 
 
-def config_for(dataset: str, seed: int, output: str) -> Any:
+def setting_for(dataset: str) -> dict[str, Any]:
+    """fairness_peers' data and training setting for ``dataset`` without its peers; on Adult its teacher and student
+    models (mlp [256, 256] → mlp [16]), elsewhere the embedded default's."""
     setting = {k: v for k, v in DATASETS[dataset].items() if k != "peers"}
-    if dataset.startswith("adult"):
-        setting = {**setting, **ADULT_MODELS}
+    return {**setting, **ADULT_MODELS} if dataset.startswith("adult") else setting
+
+
+def config_for(dataset: str, seed: int, output: str) -> Any:
     return parse_config(
         {
             "name": f"distilled-reduction-{dataset}",
             "seed": seed,
-            **setting,
+            **setting_for(dataset),
             "methods": STUDENTS,
             "peers": peers_for(dataset),
             "select": "last",
